@@ -1,0 +1,3 @@
+from tsm_keras.layers.temporal_pool import TemporalMaxPool
+from tsm_keras.layers.temporal_shift import TemporalShift
+from tsm_keras.layers.video import FoldTime, FrameNormalization, SegmentConsensus

@@ -1,0 +1,9 @@
+from tsm_keras.models.backbones import BACKBONES, Backbone, build_backbone, get_backbone
+from tsm_keras.models.classifier import TEMPORAL_MODULES, build_video_classifier
+from tsm_keras.models.insertion import (
+    find_insertion_points,
+    insert_layers,
+    insert_temporal_modules,
+    insert_temporal_shift,
+    temporal_modules,
+)

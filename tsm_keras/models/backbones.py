@@ -1,0 +1,113 @@
+"""2D backbones and their presets: input size, normalisation, default number of segments.
+
+A preset is data, not a subclass: to add a backbone, add an entry to `BACKBONES`.
+"""
+
+import dataclasses
+import os
+from typing import Callable, Optional
+
+import keras
+
+IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)  # [0.485, 0.456, 0.406] * 255
+IMAGENET_STD_RGB = (58.395, 57.12, 57.375)  # [0.229, 0.224, 0.225] * 255
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+    """How to build a 2D backbone (without its classifier) and feed it.
+
+    Attributes:
+        build: `f(input_shape, weights, width) -> keras.Model`, a Functional 2D network.
+        input_size: the input side it was designed for.
+        num_segments: frames per clip used by default.
+        mean, std: normalisation of raw RGB [0, 255] frames (RGB order).
+        reverse_channels: the backbone expects BGR.
+        min_input_size: smallest input side it accepts.
+        has_width: whether `width` (a width multiplier) is supported.
+        pool_before: the layer before which TSM+TP pools over time (None: not supported).
+    """
+
+    build: Callable
+    input_size: int = 224
+    num_segments: int = 8
+    mean: tuple = IMAGENET_MEAN_RGB
+    std: tuple = IMAGENET_STD_RGB
+    reverse_channels: bool = False
+    min_input_size: int = 32
+    has_width: bool = False
+    pool_before: Optional[str] = None
+
+
+def _mobilenet_v2(input_shape, weights, width):
+    return keras.applications.MobileNetV2(
+        input_shape=input_shape, alpha=width, include_top=False, weights=weights
+    )
+
+
+def _keras_resnet(constructor):
+    def build(input_shape, weights, width):
+        return constructor(input_shape=input_shape, include_top=False, weights=weights)
+
+    return build
+
+
+BACKBONES = {
+    # keras.applications.MobileNetV2: inputs scaled to [-1, 1].
+    "mobilenet_v2": Backbone(
+        build=_mobilenet_v2, mean=(127.5,) * 3, std=(127.5,) * 3, has_width=True
+    ),
+    # keras.applications ResNets (v1, caffe-style): BGR, mean subtracted, no scaling.
+    "resnet50": Backbone(
+        build=_keras_resnet(keras.applications.ResNet50),
+        mean=(123.68, 116.779, 103.939),
+        std=(1.0, 1.0, 1.0),
+        reverse_channels=True,
+        pool_before="conv3_block1_1_conv",
+    ),
+    "resnet101": Backbone(
+        build=_keras_resnet(keras.applications.ResNet101),
+        mean=(123.68, 116.779, 103.939),
+        std=(1.0, 1.0, 1.0),
+        reverse_channels=True,
+        pool_before="conv3_block1_1_conv",
+    ),
+}
+
+
+def get_backbone(name):
+    if name not in BACKBONES:
+        raise ValueError(f"Unknown backbone {name!r}. Known: {sorted(BACKBONES)}")
+    return BACKBONES[name]
+
+
+def build_backbone(name, input_size, weights=None, width=1.0):
+    """The 2D network of a preset, named 'backbone'.
+
+    Args:
+        weights: None (random), 'imagenet' (downloaded by keras.applications: needs
+            internet), or the path of a weights file for this backbone without its top.
+    """
+    preset = get_backbone(name)
+    if width != 1.0 and not preset.has_width:
+        raise ValueError(f"Backbone {name!r} has no width multiplier. Received: width={width}")
+    if weights not in (None, "imagenet") and not os.path.exists(weights):
+        raise FileNotFoundError(
+            f"Backbone weights file not found: {weights!r} (weights must be None, 'imagenet' "
+            "or the path of a weights file)"
+        )
+    input_shape = (input_size, input_size, 3)
+    try:
+        model = preset.build(input_shape, weights, width)
+    except (ValueError, TypeError):
+        raise
+    except Exception as error:  # keras.utils.get_file raises a bare Exception on fetch errors
+        if weights != "imagenet":
+            raise
+        raise RuntimeError(
+            f"Could not fetch the ImageNet weights of {name!r} ({error}). This needs internet "
+            "access. Use weights=None to train from scratch, or download the weights file on "
+            "a machine with internet and pass its path as weights."
+        ) from error
+    model.name = "backbone"
+    return model

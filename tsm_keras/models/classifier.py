@@ -1,0 +1,161 @@
+"""The video classifier: raw clips in, clip logits out (TSN skeleton + a temporal module)."""
+
+import keras
+
+from tsm_keras.layers.temporal_pool import TemporalMaxPool
+from tsm_keras.layers.temporal_shift import BIDIRECTIONAL, UNIDIRECTIONAL, TemporalShift
+from tsm_keras.layers.video import FoldTime, FrameNormalization, SegmentConsensus
+from tsm_keras.models.backbones import build_backbone, get_backbone
+from tsm_keras.models.insertion import (
+    PLACEMENTS,
+    insert_layers,
+    insert_temporal_modules,
+    module_name,
+    producer_of,
+)
+
+
+def _shift(mode):
+    def make(target, num_segments, shift_div):
+        return TemporalShift(num_segments, shift_div, mode, name=module_name(target, "shift"))
+
+    return make
+
+
+# Temporal modules by name: `f(target layer, num_segments, shift_div) -> layer`, or None for
+# the TSN baseline. '-online' variants are causal and can be streamed frame by frame.
+TEMPORAL_MODULES = {
+    "none": None,
+    "tsm": _shift(BIDIRECTIONAL),
+    "tsm-online": _shift(UNIDIRECTIONAL),
+}
+
+
+def build_video_classifier(
+    num_classes,
+    backbone="mobilenet_v2",
+    num_segments=None,
+    input_size=None,
+    temporal="tsm",
+    shift_div=8,
+    shift_place="blockres",
+    temporal_pool=False,
+    dropout=0.5,
+    width=1.0,
+    weights=None,
+    partial_bn=False,
+    bn_momentum=None,
+    name="video_classifier",
+):
+    """A TSM (or TSN, or other temporal module) video classifier.
+
+    Input `clip`: `(B, T, S, S, 3)` raw RGB in [0, 255] (any dtype; normalised inside).
+    Output: clip logits `(B, num_classes)`, the average over frames of the per-frame logits.
+
+    Example:
+
+    >>> model = build_video_classifier(5, num_segments=4, input_size=32, width=0.35)
+    >>> model.output_shape
+    (None, 5)
+
+    Args:
+        num_classes: K.
+        backbone: a key of `tsm_keras.models.BACKBONES` ('mobilenet_v2', 'resnet50', ...).
+        num_segments: frames per clip T (default: the backbone preset's).
+        input_size: frame side S (default: the preset's).
+        temporal: a key of `TEMPORAL_MODULES`: 'tsm' (bidirectional), 'tsm-online'
+            (unidirectional, streamable) or 'none' (the TSN baseline).
+        shift_div: 1 / shift_div of the channels shift each way.
+        shift_place: 'blockres' (residual branch) or 'block' (whole block input).
+        temporal_pool: TSM+TP, max-pool over time before stage 2 (ResNets only).
+        dropout: dropout rate before the classifier.
+        width: width multiplier (MobileNetV2 only).
+        weights: backbone weights: None, 'imagenet' (needs internet) or a file path.
+        partial_bn: freeze every BatchNormalization but the first (statistics and affine),
+            as the reference does when fine-tuning on small data sets.
+        bn_momentum: override the backbone's BatchNormalization momentum (Keras
+            MobileNetV2 uses 0.999, too slow to train from scratch in few steps).
+    """
+    preset = get_backbone(backbone)
+    num_segments = preset.num_segments if num_segments is None else num_segments
+    input_size = preset.input_size if input_size is None else input_size
+    _check_arguments(num_classes, backbone, preset, num_segments, input_size, temporal,
+                     shift_place, temporal_pool, dropout)
+
+    base = build_backbone(backbone, input_size, weights=weights, width=width)
+    _set_batch_norm(base, partial_bn, bn_momentum)
+
+    # TSM+TP: pool over time before stage 2; later blocks (and the consensus) see T / 2.
+    pool_after, pooled_blocks = {}, set()
+    if temporal_pool:
+        pool_after[producer_of(base, preset.pool_before)] = TemporalMaxPool(num_segments, name="temporal_pool")
+        names = [layer.name for layer in base.layers]  # in topological order
+        pooled_blocks = set(names[names.index(preset.pool_before):])
+    out_segments = num_segments // 2 if temporal_pool else num_segments
+
+    make = TEMPORAL_MODULES[temporal]
+    if make is None:
+        network = insert_layers(base, after=pool_after, name="backbone") if pool_after else base
+    else:
+        network = insert_temporal_modules(
+            base,
+            lambda target: make(
+                target, out_segments if target in pooled_blocks else num_segments, shift_div
+            ),
+            place=shift_place,
+            after=pool_after,
+            name="backbone",
+        )
+
+    clip = keras.Input((num_segments, input_size, input_size, 3), name="clip")
+    frames = FoldTime(name="fold_time")(clip)
+    x = FrameNormalization(preset.mean, preset.std, preset.reverse_channels, name="normalize")(frames)
+    x = network(x)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    # The reference initialises the new classifier with N(0, 0.001) and zero bias. Logits
+    # are computed in float32 under mixed precision.
+    x = keras.layers.Dense(
+        num_classes,
+        kernel_initializer=keras.initializers.RandomNormal(stddev=0.001),
+        bias_initializer="zeros",
+        dtype="float32",
+        name="logits",
+    )(x)
+    logits = SegmentConsensus(out_segments, name="consensus")(x)
+    return keras.Model(clip, logits, name=name)
+
+
+def _check_arguments(num_classes, backbone, preset, num_segments, input_size, temporal,
+                     shift_place, temporal_pool, dropout):
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"`num_classes` must be an integer >= 1. Received: {num_classes!r}")
+    if not isinstance(num_segments, int) or num_segments < 1:
+        raise ValueError(f"`num_segments` must be an integer >= 1. Received: {num_segments!r}")
+    if not isinstance(input_size, int) or input_size < preset.min_input_size:
+        raise ValueError(
+            f"`input_size` must be an integer >= {preset.min_input_size} for {backbone!r}. "
+            f"Received: {input_size!r}"
+        )
+    if temporal not in TEMPORAL_MODULES:
+        raise ValueError(f"`temporal` must be one of {sorted(TEMPORAL_MODULES)}. Received: {temporal!r}")
+    if shift_place not in PLACEMENTS:
+        raise ValueError(f"`shift_place` must be one of {PLACEMENTS}. Received: {shift_place!r}")
+    if temporal_pool and preset.pool_before is None:
+        raise ValueError(f"Temporal pooling (TSM+TP) is defined for ResNets, not for {backbone!r}")
+    if temporal_pool and num_segments % 2:
+        raise ValueError(f"Temporal pooling needs an even number of segments. Received: {num_segments}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"`dropout` must be in [0, 1). Received: {dropout!r}")
+
+
+def _set_batch_norm(model, partial_bn, momentum):
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in norms:
+        if momentum is not None:
+            layer.momentum = momentum
+    if partial_bn:
+        # A frozen Keras BatchNormalization also runs in inference mode (moving statistics),
+        # which is what PyTorch's partial BN does with .eval() and requires_grad=False.
+        for layer in norms[1:]:
+            layer.trainable = False
