@@ -28,11 +28,11 @@ REPO = Path(__file__).resolve().parents[2]
 FRAMES, SIZE = 16, 48
 TINY = dict(train_per_class=2, val_per_class=1, frames=FRAMES, size=SIZE, progress=False)
 # Decoded MJPG against the rendered frames, measured here on 250 clips of 48 px: mean absolute
-# error per clip 1.8 to 6.1 grey levels (median 3.5), 99th percentile of the pixel error 6 to 49
-# (median 20). JPEG drops part of the noise and blurs colour edges (4:2:0 chroma); the worst clips
-# have fine stripes of two colours of similar brightness.
+# error per clip 1.8 to 5.8 grey levels (median 3.4), 99th percentile of the pixel error 6 to 57
+# (median 21). JPEG drops part of the noise and blurs colour edges (4:2:0 chroma); the largest
+# errors are at the small marker discs of the rotating shapes and on fine two-colour stripes.
 DECODE_MEAN_TOLERANCE = 8.0
-DECODE_P99_TOLERANCE = 64
+DECODE_P99_TOLERANCE = 80
 
 
 def read_video(path):

@@ -13,8 +13,8 @@ the same per-clip randomness, so the bag of frames of a pair's two classes has e
 distribution: a model that averages per-frame predictions (TSN) cannot beat 50% inside a pair,
 whatever it learns, while a model that relates neighbouring frames (TSM) can reach 100%.
 
-Each forward process is also stationary in time: positions wrap around (a shape that leaves the
-frame on one side enters on the other), angles start at a uniform phase, and the radius and the
+Each forward process is also stationary in time: positions wrap around (the frame is a torus:
+what leaves on one side shows on the other), angles start at a uniform phase, and the radius and the
 light are sawtooth ramps with a uniform phase (once per period the radius or the light drops back
 and ramps up again). So even one frame taken at a known index says nothing about the direction;
 only the change between frames does.
@@ -326,53 +326,62 @@ def _check_int(name, value, minimum):
 
 
 def _render_forward(pair, rng, frames, size):
-    """One clip of the forward class of `pair` (the even label), float noise added, as uint8."""
+    """One clip of the forward class of `pair` (the even label), noise added, as uint8."""
     scale = size / _DESIGN_SIZE
     t = np.arange(frames, dtype=np.float64)
     background = _background(rng, size)
-    if rng.random() < 0.5:  # a static distractor shape
-        outline = _shape(rng, rotating=False) * rng.uniform(5, 11) * scale
-        centre = rng.uniform(0.15, 0.85, size=2) * size
-        _paint(background, outline + centre, _colour(rng, background))
+    if rng.random() < 0.3:  # a static distractor shape
+        outline = _shape(rng) * rng.uniform(4, 9) * scale + rng.uniform(0.15, 0.85, size=2) * size
+        _paint(background, [outline], _colour(rng, background))
     colour = _colour(rng, background)
     gain = np.full(frames, rng.uniform(0.45, 1.0))
+    painted = []  # per frame: (polygons, colour) to paint in order
 
     if pair in (_MOVE_X, _MOVE_Y):
-        radius = rng.uniform(7, 13) * scale
-        outline = _rotate(_shape(rng, rotating=False), rng.uniform(0, 2 * np.pi)) * radius
-        # On a circle of length size + 2 * radius, a uniform start keeps every frame's position
-        # uniform: the shape leaves on one side just as it comes back on the other.
-        period = size + 2 * radius
-        along = (rng.uniform(0, period) + rng.uniform(1.5, 3.0) * scale * t) % period - radius
-        across = np.full(frames, rng.uniform(0.2, 0.8) * size)
-        x, y = (along, across) if pair == _MOVE_X else (across, along)
-        outlines = [outline + (x[i], y[i]) for i in range(frames)]
+        outline = _rotate(_shape(rng), rng.uniform(0, 2 * np.pi)) * rng.uniform(9, 15) * scale
+        # The frame is a torus: a uniform start keeps every frame's position uniform, and what
+        # leaves on one side shows on the other, so the whole shape is always in view.
+        along = (rng.uniform(0, size) + rng.uniform(2.0, 3.5) * scale * t) % size
+        across = rng.uniform(0.25, 0.75) * size
+        for i in range(frames):
+            copies = [(along[i] + wrap, across) for wrap in (-size, 0, size)]
+            if pair == _MOVE_Y:
+                copies = [(x, y) for y, x in copies]
+            painted.append([([outline + copy for copy in copies], colour)])
     elif pair == _GROW:
-        unit = _rotate(_shape(rng, rotating=False), rng.uniform(0, 2 * np.pi))
+        unit = _rotate(_shape(rng), rng.uniform(0, 2 * np.pi))
         centre = rng.uniform(0.3, 0.7, size=2) * size
         smallest, largest = rng.uniform(3, 5) * scale, rng.uniform(22, 30) * scale
         radius = smallest + (largest - smallest) * _sawtooth(rng, t)
-        outlines = [unit * radius[i] + centre for i in range(frames)]
+        painted = [[([unit * radius[i] + centre], colour)] for i in range(frames)]
     elif pair == _ROTATE:
-        unit = _shape(rng, rotating=True) * rng.uniform(13, 22) * scale
+        radius = rng.uniform(15, 24) * scale
+        unit = _shape(rng) * radius
+        # A black or white disc off the centre turns with the shape: nothing looks the same after
+        # less than a full turn, so even 3 frames (the widest gap of TSN sampling of 8 from 16) at
+        # 14 degrees a frame cannot pass for a turn the other way. (Black or white: JPEG keeps
+        # brightness edges, but blurs a small disc that differs only in colour.)
+        marker = _SHAPES["circle"] * 0.22 * radius + (0.55 * radius, 0)
+        marker_colour = np.full(3, 0.0 if colour @ (0.299, 0.587, 0.114) > 128 else 255.0, np.float32)
         centre = rng.uniform(0.3, 0.7, size=2) * size
-        # Clockwise on screen (y points down). At most 10 degrees a frame keeps a step of 3 frames
-        # (the widest gap of TSN sampling of 8 from 16) under half the star's 72-degree symmetry.
-        angle = rng.uniform(0, 2 * np.pi) + np.deg2rad(rng.uniform(5, 10)) * t
-        outlines = [_rotate(unit, angle[i]) + centre for i in range(frames)]
+        angle = rng.uniform(0, 2 * np.pi) + np.deg2rad(rng.uniform(8, 14)) * t  # clockwise: y points down
+        for i in range(frames):
+            shape, dot = _rotate(unit, angle[i]) + centre, _rotate(marker, angle[i]) + centre
+            painted.append([([shape], colour), ([dot], marker_colour)])
     elif pair == _BRIGHTEN:
-        unit = _rotate(_shape(rng, rotating=False), rng.uniform(0, 2 * np.pi))
+        unit = _rotate(_shape(rng), rng.uniform(0, 2 * np.pi))
         outline = unit * rng.uniform(8, 18) * scale + rng.uniform(0.25, 0.75, size=2) * size
-        outlines = [outline] * frames
+        painted = [[([outline], colour)]] * frames
         darkest = rng.uniform(0.2, 0.35)
         gain = darkest + (1 - darkest) * _sawtooth(rng, t)
     else:
         raise ValueError(f"unknown pair {pair}")
 
     clip = np.empty((frames, size, size, 3), np.float32)
-    for i in range(frames):
-        clip[i] = background
-        _paint(clip[i], outlines[i], colour)
+    for frame, layers in zip(clip, painted):
+        frame[...] = background
+        for polygons, layer_colour in layers:
+            _paint(frame, polygons, layer_colour)
     clip *= gain[:, None, None, None].astype(np.float32)
     clip += rng.uniform(1, 4) * rng.standard_normal(clip.shape, dtype=np.float32)
     return np.clip(np.rint(clip), 0, 255).astype(np.uint8)
@@ -386,6 +395,8 @@ def _sawtooth(rng, t):
 def _background(rng, size):
     low, high = rng.uniform(20, 235, size=(2, 3))
     kind = rng.integers(4)
+    if kind >= 2:  # textures stay fainter than the shapes
+        high = low + (high - low) * rng.uniform(0.3, 0.6)
     if kind == 0:  # solid
         return np.broadcast_to(low, (size, size, 3)).astype(np.float32)
     if kind == 1:  # linear gradient in a random direction
@@ -404,11 +415,11 @@ def _background(rng, size):
 
 
 def _colour(rng, background):
-    """A colour at least 100 (RGB distance) from the background's mean, where one is found."""
+    """A colour at least 120 (RGB distance) from the background's mean, where one is found."""
     mean = background.reshape(-1, 3).mean(axis=0)
-    for _ in range(20):
+    for _ in range(30):
         colour = rng.uniform(0, 255, size=3)
-        if np.linalg.norm(colour - mean) >= 100:
+        if np.linalg.norm(colour - mean) >= 120:
             break
     return colour.astype(np.float32)
 
@@ -432,13 +443,11 @@ _SHAPES = {
     # A disc with a 70-degree wedge cut out: round, yet its rotation shows.
     "pie": np.concatenate([[[0.0, 0.0]], _polygon(np.linspace(np.deg2rad(35), np.deg2rad(325), 30), 1.0)]),
 }
-_STILL_SHAPES = ("circle", "triangle", "square", "star", "cross", "pie")
-_ROTATING_SHAPES = ("triangle", "square", "star", "cross", "pie")  # no circle: its turn is invisible
+_SHAPE_NAMES = tuple(_SHAPES)
 
 
-def _shape(rng, rotating):
-    names = _ROTATING_SHAPES if rotating else _STILL_SHAPES
-    return _SHAPES[names[rng.integers(len(names))]]
+def _shape(rng):
+    return _SHAPES[_SHAPE_NAMES[rng.integers(len(_SHAPE_NAMES))]]
 
 
 def _rotate(points, angle):
@@ -446,11 +455,11 @@ def _rotate(points, angle):
     return points @ np.array([[cos, sin], [-sin, cos]])  # x' = x cos - y sin, y' = x sin + y cos
 
 
-def _paint(image, outline, colour):
-    """Fill the polygon `outline` (x, y pixel coordinates) with `colour`, anti-aliased, in place."""
+def _paint(image, polygons, colour):
+    """Fill non-overlapping polygons ((N, 2) arrays of x, y pixel coordinates) with `colour`, in place."""
     coverage = np.zeros(image.shape[:2], np.uint8)
-    fixed_point = np.rint(np.asarray(outline) * 16).astype(np.int32)  # 4 fractional bits: shift=4
-    cv2.fillPoly(coverage, [fixed_point], 255, lineType=cv2.LINE_AA, shift=4)
+    fixed_point = [np.rint(polygon * 16).astype(np.int32) for polygon in polygons]  # 4 fractional bits
+    cv2.fillPoly(coverage, fixed_point, 255, lineType=cv2.LINE_AA, shift=4)  # anti-aliased
     alpha = coverage[..., None].astype(np.float32) / 255
     image *= 1 - alpha
     image += alpha * colour
