@@ -1,0 +1,5 @@
+"""Video data: sources, frame sampling, clip augmentation and the tf.data pipelines."""
+
+from tsm_keras.data.labels import read_labels, write_labels
+from tsm_keras.data.sampling import Sampling
+from tsm_keras.data.skips import SkipLog, SkipReport
