@@ -70,6 +70,19 @@ def open_source(path, split="train", *, class_names=None, short_side=256, val_fr
                            labels_file=labels_file)
 
 
+def available_splits(path):
+    """The splits `open_source(path, split)` can open, for prepare.py's default."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        return ["train"]  # a list file is one split
+    if os.path.exists(os.path.join(path, MANIFEST)):
+        return sorted(TFRecordSource(path, "all").manifest["splits"])
+    found = [s for s, names in SPLIT_FOLDERS.items()
+             if any(os.path.isdir(os.path.join(path, d)) for d in names)]
+    found = found or [s for s in SPLIT_FOLDERS if os.path.isfile(os.path.join(path, f"{s}.txt"))]
+    return found or ["train", "val"]
+
+
 def _visible(names):
     return sorted(n for n in names if not n.startswith("."))
 
