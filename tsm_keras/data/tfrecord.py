@@ -256,6 +256,8 @@ def write_split(source, out_dir, split, *, short_side=256, quality=90, shard_mb=
     from tqdm import tqdm
 
     plan = _plan(source, out_dir, split, short_side, quality, shard_mb, seed)
+    listed = [{"file": _relative(file, source.path), "reason": reason}  # not even a sample
+              for file, reason in source.skipped.events()]
     names = source.names
     order = np.random.RandomState(seed).permutation(len(names)).tolist()
     plan_path = os.path.join(out_dir, f"{split}.plan.json")
@@ -305,8 +307,14 @@ def write_split(source, out_dir, split, *, short_side=256, quality=90, shard_mb=
         "per_class": {c: per_class.get(c, 0) for c in source.class_names},
         "shards": [{"file": m["file"], "num_clips": m["num_clips"], "bytes": m["bytes"]}
                    for m in done],
-        "skipped": [s for meta in done for s in meta["skipped"]],
+        "skipped": listed + [s for meta in done for s in meta["skipped"]],
     }
+
+
+def _relative(file, root):
+    if os.path.isdir(root) and os.path.abspath(file).startswith(os.path.abspath(root) + os.sep):
+        return os.path.relpath(file, root)
+    return file
 
 
 def write_tfrecords(sources, out_dir, **options):
