@@ -211,11 +211,10 @@ def train(options, log=print):
         callbacks.RunLogger(run_dir, initial_epoch=initial_epoch, write=chief),
         keras.callbacks.TensorBoard(str((run_dir if chief else scratch) / "logs"), write_graph=False),
     ]
-    if hasattr(data, "SkippedSamplesLogger"):
-        cbs.append(data.SkippedSamplesLogger([train_src, val_src]))
+    cbs.append(data.SkipReport({"train": train_src, "val": val_src}, print_fn=log))
     start = time.time()
     model.fit(train_ds, epochs=o.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-              validation_data=val_ds, callbacks=cbs, verbose=1 if chief else 0)
+              validation_data=val_ds, callbacks=cbs, verbose=1 if chief else 0, shuffle=False)
     log(f"training took {time.time() - start:.0f} s")
     if model.stop_training and not (run_dir / MODEL).exists():
         raise RuntimeError("training stopped (NaN loss) before any model was saved")

@@ -69,9 +69,15 @@ class VideoSGD(keras.optimizers.SGD):
         super().__init__(**kwargs)
         self.head_lr_mult = float(head_lr_mult)
         self.head_prefix = head_prefix
+        self._head_keys = set()
+
+    def build(self, variables):
+        super().build(variables)
+        # update_step receives backend variables (no Keras path): remember the head by key.
+        self._head_keys = {self._var_key(v) for v in variables if v.path.startswith(self.head_prefix)}
 
     def update_step(self, gradient, variable, learning_rate):
-        if self.head_lr_mult != 1.0 and variable.path.startswith(self.head_prefix):
+        if self.head_lr_mult != 1.0 and self._var_key(variable) in self._head_keys:
             learning_rate = learning_rate * self.head_lr_mult
         super().update_step(gradient, variable, learning_rate)
 
