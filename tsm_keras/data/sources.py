@@ -177,11 +177,12 @@ class VideoFolderSource(Source):
                     if split == "all" or in_val == (split == "val"):
                         candidates.append((f, c))
         self.files, self.labels = [], []
+        label_of = {c: i for i, c in enumerate(self.class_names)}
         for f, c in candidates:
             ext = os.path.splitext(f)[1].lower()
             if ext in video.VIDEO_EXTENSIONS:
                 self.files.append(f)
-                self.labels.append(self.class_names.index(c))
+                self.labels.append(label_of[c])
             else:
                 self.skipped.add(f, f"not a video file (extension {ext or 'none'!r})")
         if not self.files:

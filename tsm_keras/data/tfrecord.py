@@ -23,6 +23,7 @@ import os
 import cv2
 import numpy as np
 import tensorflow as tf
+from tqdm import tqdm
 
 from tsm_keras.data.base import DataError, Source, add_noise
 from tsm_keras.data.labels import atomic_write_text, write_labels
@@ -254,8 +255,6 @@ def _plan(source, out_dir, split, short_side, quality, shard_mb, seed):
 def write_split(source, out_dir, split, *, short_side=256, quality=90, shard_mb=128,
                 workers=None, seed=0, progress=True):
     """Writes (or resumes writing) the shards of one split; returns its manifest entry."""
-    from tqdm import tqdm
-
     plan = _plan(source, out_dir, split, short_side, quality, shard_mb, seed)
     listed = [{"file": _relative(file, source.path), "reason": reason}  # not even a sample
               for file, reason in source.skipped.events()]
