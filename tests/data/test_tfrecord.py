@@ -2,6 +2,7 @@ import glob
 import json
 import os
 
+import cv2
 import numpy as np
 import pytest
 
@@ -138,3 +139,28 @@ def test_tfrecord_eval_indices_and_split_errors(tmp_path):
         open_source(tmp_path / "tf", "val")
     with pytest.raises(DataError, match="classes differ"):
         open_source(tmp_path / "tf", class_names=["x"])
+
+
+def test_list_file_source_converts(tmp_path):
+    y, x = np.mgrid[0:20, 0:30]
+    lines = []
+    for k in range(3):
+        folder = tmp_path / "frames" / f"v{k}"
+        os.makedirs(folder)
+        for i in range(6):
+            image = np.stack([x * 8, y * 12, np.full_like(x, frame_value(i))], -1).astype(np.uint8)
+            cv2.imwrite(str(folder / f"img_{i + 1:05d}.jpg"), image[..., ::-1])
+        lines.append(f"frames/v{k} 6 {k}")
+    lines.append("frames/v9 6 0")  # missing folder
+    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+    manifest = write_tfrecords({"val": open_source(tmp_path / "list.txt")}, tmp_path / "tf",
+                               short_side=None, progress=False)
+    assert manifest["splits"]["val"]["num_clips"] == 3
+    assert manifest["splits"]["val"]["skipped"] == [
+        {"file": str(tmp_path / "frames" / "v9"), "reason": "frame folder not found"}]
+    src = open_source(tmp_path / "tf", "val")
+    clips = [(f.numpy(), int(label)) for f, label in src.clips(Sampling("tsn", 3))]
+    assert sorted(label for _, label in clips) == [0, 1, 2]
+    for frames, _ in clips:
+        assert frames.shape == (1, 3, 20, 30, 3)
+        assert clip_indices(frames[..., 2:]) == [[1, 3, 5]]

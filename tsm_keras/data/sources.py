@@ -11,6 +11,7 @@
 import hashlib
 import os
 
+import cv2
 import numpy as np
 import tensorflow as tf
 
@@ -176,11 +177,12 @@ class VideoFolderSource(Source):
                     if split == "all" or in_val == (split == "val"):
                         candidates.append((f, c))
         self.files, self.labels = [], []
+        label_of = {c: i for i, c in enumerate(self.class_names)}
         for f, c in candidates:
             ext = os.path.splitext(f)[1].lower()
             if ext in video.VIDEO_EXTENSIONS:
                 self.files.append(f)
-                self.labels.append(self.class_names.index(c))
+                self.labels.append(label_of[c])
             else:
                 self.skipped.add(f, f"not a video file (extension {ext or 'none'!r})")
         if not self.files:
@@ -270,7 +272,8 @@ class FrameListSource(Source):
         self.start_index = start_index
         self.frames_root = frames_root or os.path.dirname(os.path.abspath(self.path))
         if class_names is None:
-            labels_file = labels_file or os.path.join(self.frames_root, "labels.txt")
+            beside = os.path.join(os.path.dirname(os.path.abspath(self.path)), "labels.txt")
+            labels_file = labels_file or beside
             if os.path.isfile(labels_file):
                 class_names = read_labels(labels_file)
         self.dirs, self.frame_counts, self.labels = [], [], []
@@ -338,8 +341,6 @@ class FrameListSource(Source):
 
     def read_all_frames(self, index, short_side=256):
         """Every listed frame of sample `index` (RGB uint8), for prepare.py."""
-        import cv2
-
         folder = self.dirs[index]
         if not os.path.isdir(folder):
             raise video.UnreadableError("frame folder not found")
