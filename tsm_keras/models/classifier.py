@@ -45,6 +45,7 @@ def build_video_classifier(
     weights=None,
     partial_bn=False,
     bn_momentum=None,
+    sync_batch_norm=False,
     name="video_classifier",
 ):
     """A TSM (or TSN, or other temporal module) video classifier.
@@ -75,6 +76,8 @@ def build_video_classifier(
             as the reference does when fine-tuning on small data sets.
         bn_momentum: override the backbone's BatchNormalization momentum (Keras
             MobileNetV2 uses 0.999, too slow to train from scratch in few steps).
+        sync_batch_norm: under a tf.distribute strategy, normalise with the statistics of
+            the global batch (all replicas) instead of each replica's own.
     """
     preset = get_backbone(backbone)
     num_segments = preset.num_segments if num_segments is None else num_segments
@@ -83,7 +86,7 @@ def build_video_classifier(
                      shift_place, temporal_pool, dropout)
 
     base = build_backbone(backbone, input_size, weights=weights, width=width)
-    _set_batch_norm(base, partial_bn, bn_momentum)
+    _set_batch_norm(base, partial_bn, bn_momentum, sync_batch_norm)
 
     # TSM+TP: pool over time before stage 2; later blocks (and the consensus) see T / 2.
     pool_after, pooled_blocks = {}, set()
@@ -149,11 +152,12 @@ def _check_arguments(num_classes, backbone, preset, num_segments, input_size, te
         raise ValueError(f"`dropout` must be in [0, 1). Received: {dropout!r}")
 
 
-def _set_batch_norm(model, partial_bn, momentum):
+def _set_batch_norm(model, partial_bn, momentum, synchronized):
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     for layer in norms:
         if momentum is not None:
             layer.momentum = momentum
+        layer.synchronized = synchronized
     if partial_bn:
         # A frozen Keras BatchNormalization also runs in inference mode (moving statistics),
         # which is what PyTorch's partial BN does with .eval() and requires_grad=False.
