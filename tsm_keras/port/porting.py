@@ -68,11 +68,8 @@ def port_state_dict(
 ):
     """Build the Keras twin of a TSM state dict (name -> NumPy array) and copy its weights.
 
-    Example (a state dict saved as .npz, no PyTorch needed):
-
-        checkpoint = read_checkpoint("tsm_mobilenetv2.npz")
-        ported = port_state_dict(checkpoint.state, segments=8)
-        ported.model.predict(clips)
+    The state dict can come from `read_checkpoint(path).state` (a .pth with PyTorch, or an
+    .npz without), or from any dict of arrays with the official names.
 
     Args:
         state: the state dict, names as saved ('module.base_model...' or bare).
