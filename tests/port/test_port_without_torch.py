@@ -5,6 +5,7 @@ State dicts come from tests/port/synthetic.py (NumPy, official names) and travel
 
 import json
 import os
+import sys
 
 import keras
 import numpy as np
@@ -203,3 +204,11 @@ def test_a_failing_port_leaves_existing_outputs_alone(tmp_path, capsys):
     labels.write_text("a\nb\n")
     assert main([good, "--out", str(tmp_path / "x"), "--labels", str(labels)]) == 2
     assert "has 2 class names; the checkpoint has 5 classes" in capsys.readouterr().err
+
+
+def test_pth_without_torch_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # as on a machine without torch
+    path = tmp_path / "TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment8_e50.pth"
+    path.write_bytes(b"PK\x03\x04 not read")
+    with pytest.raises(PortError, match=r"needs torch: `pip install -e \.\[port\]`"):
+        read_checkpoint(path)
