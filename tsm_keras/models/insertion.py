@@ -26,22 +26,24 @@ _MOBILENET_BRANCH = re.compile(r"^block_(\d+)_expand$")
 # Layers that mix information across frames (what `temporal_modules` reports).
 TEMPORAL_LAYERS = (TemporalShift, TemporalMaxPool)
 
-# Deep ResNets (>= 23 blocks in stage 4, i.e. ResNet-101 and deeper) shift every other block,
-# as the reference code does.
+# Deep ResNets (>= 23 blocks in stage 4, i.e. ResNet-101 and deeper) shift the residual
+# branch of every other block, as the reference code does; its 'block' placement shifts
+# every block whatever the depth, and checkpoints trained that way must be rebuilt that way.
 _DEEP_RESNET_BLOCKS = 23
 
 
-def find_insertion_points(model):
+def find_insertion_points(model, place=BLOCKRES):
     """Names of the layers before which TSM shifts (the first layer of each residual branch).
 
     Known: keras.applications ResNet50/101/152 and MobileNetV2, and the tsm_keras backbones
     that follow the same layer names. For any other model, pass `layer_names` explicitly.
+    `place` matters for deep ResNets only: 'blockres' shifts every other block there.
     """
     names = [layer.name for layer in model.layers]
     resnet = [(int(m[1]), int(m[2]), n) for n in names if (m := _RESNET_BRANCH.match(n))]
     if resnet:
         stage4 = sum(1 for stage, _, _ in resnet if stage == 4)
-        every = 2 if stage4 >= _DEEP_RESNET_BLOCKS else 1
+        every = 2 if stage4 >= _DEEP_RESNET_BLOCKS and place == BLOCKRES else 1
         return [name for _, block, name in resnet if (block - 1) % every == 0]
     adds = set(names)
     mobilenet = [
@@ -123,7 +125,7 @@ def insert_temporal_modules(
     """
     if place not in PLACEMENTS:
         raise ValueError(f"`place` must be one of {PLACEMENTS}. Received: place={place!r}")
-    targets = list(layer_names) if layer_names is not None else find_insertion_points(model)
+    targets = list(layer_names) if layer_names is not None else find_insertion_points(model, place)
     modules = {target: make_module(target) for target in targets}
     after = dict(after or {})
     if place == BLOCKRES:
