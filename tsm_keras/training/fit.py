@@ -210,8 +210,10 @@ def train(options, log=print):
     scratch = Path(tempfile.mkdtemp(prefix="tsm-worker-")) if not chief else None
     cbs = [
         keras.callbacks.TerminateOnNaN(),
-        callbacks.EpochCheckpoint(run_dir / "checkpoints", write=chief),
+        # History and best model first: the checkpoint, written last, marks the epoch as done,
+        # so a run killed in between redoes that epoch and its history row.
         callbacks.RunLogger(run_dir, initial_epoch=initial_epoch, write=chief),
+        callbacks.EpochCheckpoint(run_dir / "checkpoints", write=chief),
         keras.callbacks.TensorBoard(str((run_dir if chief else scratch) / "logs"), write_graph=False),
     ]
     cbs.append(data.SkipReport({"train": train_src, "val": val_src}, print_fn=log))
