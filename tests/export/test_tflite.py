@@ -9,6 +9,7 @@ from tsm_keras.export.verify import (
     VerificationError,
     check_builtin_operators,
     clip_vs_keras,
+    concatenation_scales,
     predict_clips,
     state_quantization,
     streaming_vs_clip,
@@ -96,6 +97,14 @@ def test_int8_models_are_full_integer_builtins(int8_models):
         assert runner.input["dtype"] == np.int8 and runner.output["dtype"] == np.int8
         # Raw pixels map exactly: int8 = pixel - 128.
         assert runner.input["quantization"] == (1.0, -128), runner.input["quantization"]
+
+
+def test_int8_concatenations_keep_one_scale(int8_models):
+    for kind, content in int8_models.items():
+        found = concatenation_scales(open_model(content))
+        # clip: 10 shifts x 2 concatenations; streaming: one per shift.
+        assert found["concatenations"] == (20 if kind == CLIP else 10), (kind, found)
+        assert found["mismatched"] == [], kind
 
 
 def test_int8_explicit_states_come_back_with_their_input_quantization(int8_models):

@@ -145,3 +145,15 @@ def test_state_io_check_names_the_mismatch():
                       {"logits": frame, "block_2_shift": keras.layers.Concatenate()([state, state])})
     with pytest.raises(ValueError, match="state 'block_2_shift'.*come back"):
         check_state_io(bad)
+
+
+def test_frame_model_of_a_tsn_classifier_gives_its_per_frame_logits():
+    from tsm_keras.streaming import build_frame_model
+
+    tsn = tiny_classifier("none", seed=6)
+    frame_model = build_frame_model(tsn)
+    clips = smooth_clips(1, seed=8)
+    got = np.asarray(frame_model.predict_on_batch({"frame": clips[0]})["logits"])
+    np.testing.assert_allclose(got, per_frame_logits(tsn, clips)[0], atol=1e-4)
+    with pytest.raises(ValueError, match="use build_streaming_model"):
+        build_frame_model(tiny_classifier("tsm-online"))

@@ -42,6 +42,7 @@ from tsm_keras.export.verify import (
     VerificationError,
     check_builtin_operators,
     clip_vs_keras,
+    concatenation_scales,
     predict_clips,
     state_quantization,
     streaming_vs_clip,
@@ -318,6 +319,12 @@ def _convert_int8(model, stream_model, kinds, calibration_clips, limit, val_clip
         # int8 streaming vs int8 clip: two calibrations, so not equal; reset must be exact.
         result = _verify_int8_streaming(kind, contents[kind], clip_logits, check)
         report["verification"][file_name(kind, INT8)] = result
+    for kind in kinds:
+        found = concatenation_scales(ClipRunner(contents[kind]) if kind == CLIP else StreamRunner(contents[kind]))
+        report["verification"][file_name(kind, INT8)]["concatenation_scales"] = found
+        if found["mismatched"]:
+            raise VerificationError(f"{file_name(kind, INT8)}: int8 CONCATENATION with inputs of another "
+                                    f"scale than its output: {found['mismatched']}")
 
     problems = []
     if val_clips is not None:

@@ -131,3 +131,34 @@ def predict_clips(runner, clips):
         runner.reset()
         logits.append(runner.run(clip).mean(axis=0))
     return np.stack(logits)
+
+
+def concatenation_scales(runner):
+    """CONCATENATION ops whose inputs do not all share the output's quantization.
+
+    int8 CONCATENATION is exact only when every input has the output's scale and zero
+    point (otherwise the kernel requantizes, and XNNPACK does not delegate it). Returns
+    `{"concatenations": n, "mismatched": [output tensor names]}`.
+    """
+    tree = flatbuffer_utils.read_model_from_bytearray(bytearray(runner.content))
+    total, mismatched = 0, []
+    for subgraph in tree.subgraphs:
+        for op in subgraph.operators:
+            if flatbuffer_utils.opcode_to_name(tree, op.opcodeIndex) != "CONCATENATION":
+                continue
+            total += 1
+            output = subgraph.tensors[op.outputs[0]]
+            if any(not _same_params(subgraph.tensors[i], output) for i in op.inputs):
+                name = output.name.decode() if isinstance(output.name, bytes) else output.name
+                mismatched.append(name)
+    return {"concatenations": total, "mismatched": mismatched}
+
+
+def _same_params(a, b):
+    def params(tensor):
+        q = tensor.quantization
+        if q is None or q.scale is None or len(q.scale) == 0:
+            return None
+        return (tuple(np.asarray(q.scale, "float64").ravel()), tuple(np.asarray(q.zeroPoint).ravel()))
+
+    return params(a) == params(b)

@@ -5,6 +5,7 @@ from tsm_keras.streaming.model import (
     LOGITS,
     NotStreamableError,
     StateSpec,
+    build_frame_model,
     build_streaming_model,
     check_state_io,
     initial_states,

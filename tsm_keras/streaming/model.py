@@ -112,11 +112,11 @@ def build_streaming_model(model, batch_size=None, name=None):
     ...                                     temporal="tsm-online")
     >>> stream = build_streaming_model(clip_model)
     >>> [spec.shape for spec in state_specs(stream)][:3]
-    [(8, 8, 3), (4, 4, 4), (4, 4, 4)]
+    [(8, 8, 1), (4, 4, 2), (4, 4, 2)]
     >>> states = initial_states(stream, batch_size=1)
     >>> frame = np.zeros((1, 32, 32, 3), "float32")
     >>> out = stream({"frame": frame, **states})
-    >>> out["logits"].shape, sorted(out) == sorted(["logits", *states])
+    >>> tuple(out["logits"].shape), sorted(out) == sorted(["logits", *states])
     ((1, 5), True)
 
     Args:
@@ -131,35 +131,20 @@ def build_streaming_model(model, batch_size=None, name=None):
         `{"logits", <state names>}`. Its state specs: `state_specs(streaming_model)`.
     """
     streaming_modules(model)  # refuse early, with the reason
-    clip_shape = model.input_shape
-    if isinstance(clip_shape, (list, dict)) or len(clip_shape) != 5:
-        raise ValueError(
-            f"model '{model.name}' must take one clip input (B, T, H, W, C). "
-            f"Received input shape {clip_shape}"
-        )
+    clip_shape = _check_clip_input(model)
     frame = keras.Input(batch_shape=(batch_size,) + tuple(clip_shape[2:]), name=FRAME)
     states, new_states = {}, {}
 
-    def call(layer, *args, **kwargs):
-        if isinstance(layer, (FoldTime, SegmentConsensus)):
-            return args[0]  # one frame per clip: nothing to fold or average
-        if isinstance(layer, keras.Model):  # a nested Functional model (the backbone)
-            return layer._run_through_graph(args[0], operation_fn=_same, call_fn=call)
-        if _streams(layer):
-            x = args[0]
-            if layer.name in states:
-                raise ValueError(f"temporal layer '{layer.name}' is used twice: its state would be ambiguous")
-            shape = tuple(int(d) for d in layer.state_shape(tuple(x.shape[1:])))
-            state = keras.Input(batch_shape=(batch_size,) + shape, name=layer.name, dtype=x.dtype)
-            output, new_state = layer.step(x, state)
-            states[layer.name], new_states[layer.name] = state, new_state
-            return output
-        return layer(*args, **kwargs)
+    def temporal(layer, x):
+        if layer.name in states:
+            raise ValueError(f"temporal layer '{layer.name}' is used twice: its state would be ambiguous")
+        shape = tuple(int(d) for d in layer.state_shape(tuple(x.shape[1:])))
+        state = keras.Input(batch_shape=(batch_size,) + shape, name=layer.name, dtype=x.dtype)
+        output, new_state = layer.step(x, state)
+        states[layer.name], new_states[layer.name] = state, new_state
+        return output
 
-    # `_run_through_graph` is what keras.models.clone_model runs: the graph replayed through
-    # the same layers. clone_model itself cannot be used, because the state inputs created
-    # on the way are not inputs of the model being cloned.
-    logits = model._run_through_graph(frame, operation_fn=_same, call_fn=call)
+    logits = _replay(model, frame, temporal)
     stream = keras.Model(
         inputs={FRAME: frame, **states},
         outputs={LOGITS: logits, **new_states},
@@ -171,6 +156,47 @@ def build_streaming_model(model, batch_size=None, name=None):
 
 def _same(layer):
     return layer
+
+
+def _check_clip_input(model):
+    clip_shape = model.input_shape
+    if isinstance(clip_shape, (list, dict)) or len(clip_shape) != 5:
+        raise ValueError(
+            f"model '{model.name}' must take one clip input (B, T, H, W, C). "
+            f"Received input shape {clip_shape}"
+        )
+    return clip_shape
+
+
+def _replay(model, frame, temporal):
+    """The clip model's graph on one frame, through the same layers: frames are not folded
+    nor averaged, and each temporal layer is replaced by `temporal(layer, x)`."""
+
+    def call(layer, *args, **kwargs):
+        if isinstance(layer, (FoldTime, SegmentConsensus)):
+            return args[0]  # one frame per clip: nothing to fold or average
+        if isinstance(layer, keras.Model):  # a nested Functional model (the backbone)
+            return layer._run_through_graph(args[0], operation_fn=_same, call_fn=call)
+        if _streams(layer) or isinstance(layer, TEMPORAL_LAYERS):
+            return temporal(layer, args[0])
+        return layer(*args, **kwargs)
+
+    # `_run_through_graph` is what keras.models.clone_model runs: the graph replayed through
+    # the same layers. clone_model itself cannot be used, because the state inputs created
+    # on the way are not inputs of the model being cloned.
+    return model._run_through_graph(frame, operation_fn=_same, call_fn=call)
+
+
+def build_frame_model(model, batch_size=None, name=None):
+    """The per-frame model of a clip model without temporal layers (TSN): `{"frame"} ->
+    {"logits"}`, sharing its weights. The baseline a streaming model is compared with."""
+    clip_shape = _check_clip_input(model)
+    temporal = [l.name for l in _layers(model) if _streams(l) or isinstance(l, TEMPORAL_LAYERS)]
+    if temporal:
+        raise ValueError(f"model '{model.name}' has temporal layers {temporal[:3]}...: use build_streaming_model")
+    frame = keras.Input(batch_shape=(batch_size,) + tuple(clip_shape[2:]), name=FRAME)
+    logits = _replay(model, frame, None)
+    return keras.Model({FRAME: frame}, {LOGITS: logits}, name=name or f"{model.name}_frame")
 
 
 def check_state_io(stream):
