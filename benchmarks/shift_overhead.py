@@ -1,0 +1,58 @@
+"""Latency of TSM vs its TSN twin (same backbone, same weights layout), Keras on the CPU.
+
+    python benchmarks/shift_overhead.py [--frames 8] [--size 224] [--repeats 15] [--backbones mobilenet_v2 resnet50]
+
+One clip of T frames per call, the models called alternately, medians over repeats, with
+and without XLA. The paper measured about 3% for shifting a quarter of the channels.
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np
+import tensorflow as tf
+
+from _timing import alternate, median_ms, print_table, spread_ms
+from tsm_keras.models import build_video_classifier
+
+
+def compiled(model, xla):
+    return tf.function(lambda x: model(x, training=False), jit_compile=xla)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--backbones", nargs="+", default=["mobilenet_v2", "resnet50"])
+    args = parser.parse_args(argv)
+
+    clip = tf.constant(np.random.default_rng(0).uniform(0, 255, (1, args.frames, args.size, args.size, 3)), tf.float32)
+    rows = []
+    for backbone in args.backbones:
+        models = {
+            temporal: build_video_classifier(400, backbone=backbone, num_segments=args.frames, input_size=args.size, temporal=temporal)
+            for temporal in ("tsm", "none")
+        }
+        for xla in (False, True):
+            fns = {t: (lambda f=compiled(m, xla): f(clip).numpy()) for t, m in models.items()}
+            times = alternate(fns, args.repeats)
+            tsm, tsn = median_ms(times["tsm"]), median_ms(times["none"])
+            rows.append([
+                backbone, "XLA" if xla else "graph",
+                f"{tsn:.1f} ± {spread_ms(times['none']):.1f}", f"{tsm:.1f} ± {spread_ms(times['tsm']):.1f}",
+                f"{tsm / tsn:.3f}",
+            ])
+            print(f"{backbone} {'XLA' if xla else 'graph'}: TSN {tsn:.1f} ms, TSM {tsm:.1f} ms", file=sys.stderr)
+    print(f"\nTSM vs TSN latency, TensorFlow {tf.__version__} on CPU ({os.cpu_count()} cores), "
+          f"1 clip x {args.frames} x {args.size} x {args.size}, median ± IQR of {args.repeats} alternating runs\n")
+    print_table(["backbone", "mode", "TSN ms", "TSM ms", "TSM / TSN"], rows)
+
+
+if __name__ == "__main__":
+    main()

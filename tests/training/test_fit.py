@@ -1,0 +1,107 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from tests.training.conftest import TINY
+from tsm_keras.models import build_video_classifier
+from tsm_keras.training.callbacks import checkpoints, read_history
+from tsm_keras.training.evaluate import evaluate_run
+from tsm_keras.training.fit import train
+from training.fit import parse_args
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def fit_args(data, out, *extra):
+    return ["--data", str(data), "--out", str(out), *TINY, *extra]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    summary, run_dir, model = train(parse_args(fit_args(tiny_data, out, "--epochs", "2")), log=lambda *a: None)
+    return summary, run_dir, model
+
+
+def test_run_directory_has_everything_to_rebuild_and_report(tiny_run):
+    summary, run_dir, model = tiny_run
+    for name in ("config.json", "labels.txt", "model.keras", "history.csv", "curves.png",
+                 "confusion.png", "per_class.csv", "summary.json"):
+        assert (run_dir / name).is_file(), name
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["model"]["num_segments"] == 4 and config["model"]["input_size"] == 32
+    assert (run_dir / "labels.txt").read_text().split() == config["class_names"]
+    assert len(config["class_names"]) == 10
+    # config.json rebuilds the same architecture; model.keras holds the best weights.
+    rebuilt = build_video_classifier(**config["model"])
+    best = keras.models.load_model(run_dir / "model.keras")
+    assert rebuilt.count_params() == best.count_params()
+    rebuilt.set_weights(best.get_weights())
+    clip = np.random.default_rng(0).uniform(0, 255, (1, 4, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(rebuilt(clip)), np.asarray(best(clip)), atol=1e-6)
+    rows = read_history(run_dir / "history.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert {"loss", "top1", "val_loss", "val_top1", "learning_rate"} <= set(rows[0])
+    assert [p.name for p, _ in checkpoints(run_dir / "checkpoints")] == ["epoch-0002.weights.h5"]
+    assert summary["clips"] == 10 and np.asarray(summary["confusion"]).sum() == 10
+    best_val = max(float(r["val_top1"]) for r in rows)
+    assert summary["top1"] == pytest.approx(best_val, abs=1e-6)  # the saved model is the best epoch
+
+
+def test_evaluate_views_average(tiny_run):
+    _, run_dir, _ = tiny_run
+    summary, out = evaluate_run(run_dir, clips=2, crops=3, log=lambda *a: None)
+    assert summary["views"] == "2clipsx3crops" and summary["clips"] == 10
+    assert (out / "confusion.png").is_file() and (out / "summary.json").is_file()
+
+
+def test_same_directory_with_other_settings_is_refused(tiny_run, tiny_data):
+    _, run_dir, _ = tiny_run
+    with pytest.raises(ValueError, match=r"other settings .*lr: 0.05 -> 0.1"):
+        train(parse_args(fit_args(tiny_data, run_dir, "--epochs", "2", "--lr", "0.1")), log=lambda *a: None)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--backbone", "vgg"], "invalid choice: 'vgg'"),
+        (["--segments", "0"], "--segments must be >= 1"),
+        (["--input-size", "16"], "--input-size 16 is too small for mobilenet_v2"),
+        (["--data", "/no/such/videos"], "--data /no/such/videos does not exist"),
+        (["--width", "0.5", "--backbone", "resnet50"], "--width applies to MobileNetV2 only"),
+    ],
+)
+def test_invalid_arguments_fail_at_start_with_one_line(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_killed_run_resumes_after_its_last_epoch(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, str(ROOT / "training" / "fit.py"), *fit_args(tiny_data, out, "--epochs", "3")]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not checkpoints(out / "checkpoints") and first.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    done = checkpoints(out / "checkpoints")[-1][1]
+    assert 1 <= done < 3, "the run should be killed after its first checkpoint and before the end"
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"resuming after epoch {done}" in second.stdout
+    rows = read_history(out / "history.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert [n for _, n in checkpoints(out / "checkpoints")] == [3]
+    assert "validation top-1" in second.stdout

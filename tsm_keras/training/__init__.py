@@ -1,0 +1,1 @@
+"""Training and evaluation: recipe, run directory, callbacks, distribution."""

@@ -1,0 +1,64 @@
+"""Evaluation over test views: logits averaged over clips x crops, then top-k and confusion."""
+
+import numpy as np
+
+from tsm_keras.training import plots
+from tsm_keras.training.run_dir import atomic_path, write_json, write_text
+
+
+def predict_views(model, dataset):
+    """Clip logits averaged over views, and labels, for a dataset of (B, V, T, S, S, 3) clips.
+
+    The reference averages logits (not probabilities) over views; softmax comes after.
+    """
+    all_logits, all_labels = [], []
+    for clips, labels in dataset:
+        clips = np.asarray(clips)
+        batch, views = clips.shape[:2]
+        logits = np.asarray(model.predict_on_batch(clips.reshape((batch * views,) + clips.shape[2:])))
+        all_logits.append(logits.reshape(batch, views, -1).mean(axis=1))
+        all_labels.append(np.asarray(labels))
+    if not all_logits:
+        raise ValueError("the evaluation data set yielded no readable clip")
+    return np.concatenate(all_logits), np.concatenate(all_labels).astype(int)
+
+
+def summarize(logits, labels, class_names):
+    """Top-1, top-5, per-class accuracy and the confusion matrix."""
+    num_classes = len(class_names)
+    ranked = np.argsort(-logits, axis=1)
+    predicted = ranked[:, 0]
+    confusion = np.zeros((num_classes, num_classes), dtype=int)
+    np.add.at(confusion, (labels, predicted), 1)
+    per_class = {
+        name: (float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None)
+        for i, name in enumerate(class_names)
+    }
+    top5 = np.any(ranked[:, : min(5, num_classes)] == labels[:, None], axis=1)
+    return {
+        "clips": int(len(labels)),
+        "top1": float(np.mean(predicted == labels)),
+        "top5": float(np.mean(top5)),
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+    }
+
+
+def write_report(summary, class_names, out_dir, prefix=""):
+    """summary.json, per_class.csv and confusion.png in `out_dir`."""
+    write_json(out_dir / f"{prefix}summary.json", summary)
+    lines = ["class,accuracy,clips"] + [
+        f"{name},{'' if acc is None else f'{acc:.4f}'},{sum(row)}"
+        for (name, acc), row in zip(summary["per_class"].items(), summary["confusion"])
+    ]
+    write_text(out_dir / f"{prefix}per_class.csv", "\n".join(lines) + "\n")
+    with atomic_path(out_dir / f"{prefix}confusion.png") as tmp:
+        plots.confusion(summary["confusion"], class_names, tmp)
+
+
+def format_summary(summary, class_names, width=60):
+    lines = [f"top-1 {100 * summary['top1']:.1f}%   top-5 {100 * summary['top5']:.1f}%   ({summary['clips']} clips)"]
+    for name, acc in summary["per_class"].items():
+        bar = "#" * int(round(20 * (acc or 0)))
+        lines.append(f"  {name[:28]:28s} {'-' if acc is None else f'{100 * acc:5.1f}%'} {bar}")
+    return "\n".join(lines)

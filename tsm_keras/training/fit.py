@@ -1,0 +1,258 @@
+"""Training a video classifier end to end: data, model, recipe, run directory, report.
+
+`python training/fit.py` parses arguments into the options below and calls `train`.
+"""
+
+import dataclasses
+import json
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from tsm_keras.models import BACKBONES, TEMPORAL_MODULES, build_video_classifier, temporal_modules
+from tsm_keras.training import callbacks, distribute, evaluation, recipe
+from tsm_keras.training.run_dir import CONFIG, LABELS, MODEL, write_json, write_text
+
+
+@dataclasses.dataclass
+class FitOptions:
+    """Everything a run depends on. None means: the profile's default (see `resolve`)."""
+
+    data: Optional[str] = None  # None: the built-in temporal data set
+    val_data: Optional[str] = None
+    backbone: str = "mobilenet_v2"
+    width: Optional[float] = None
+    segments: Optional[int] = None
+    input_size: Optional[int] = None
+    temporal: str = "tsm"
+    shift_div: int = 8
+    shift_place: str = "blockres"
+    temporal_pool: bool = False
+    epochs: Optional[int] = None
+    batch_size: Optional[int] = None  # global batch, split over replicas
+    lr: Optional[float] = None  # per 64 clips, scaled linearly to the batch
+    schedule: str = "cosine"
+    warmup_epochs: Optional[float] = None
+    weight_decay: Optional[float] = None
+    dropout: Optional[float] = None
+    clip_norm: float = 20.0
+    optimizer: Optional[str] = None
+    partial_bn: bool = False
+    head_lr_mult: float = 1.0
+    bn_momentum: float = 0.9
+    weights: Optional[str] = None
+    mixed_precision: bool = False
+    xla: bool = False
+    tpu: Optional[str] = None
+    seed: int = 0
+    out: Optional[str] = None
+    workers: Optional[int] = None  # data-loading parallelism (None: AUTOTUNE)
+
+
+# The built-in demonstration: small enough for 2 CPU cores, trained from scratch.
+DEMO = dict(width=0.35, segments=8, input_size=64, epochs=8, batch_size=16, lr=0.004,
+            warmup_epochs=1, weight_decay=1e-4, dropout=0.5, optimizer="adam", weights="none")
+# A user's data: the reference recipe (REFERENCE section 4), from ImageNet weights.
+RECIPE = dict(width=1.0, segments=8, input_size=224, epochs=50, batch_size=64, lr=0.01,
+              warmup_epochs=5, weight_decay=5e-4, dropout=0.5, optimizer="sgd", weights="imagenet")
+
+
+def resolve(options):
+    """Fills the defaults of the profile (demo or recipe) and checks every argument.
+
+    Raises ValueError with a one-line reason for anything invalid.
+    """
+    profile = DEMO if options.data is None else RECIPE
+    values = {k: (profile[k] if getattr(options, k) is None and k in profile else getattr(options, k))
+              for k in (f.name for f in dataclasses.fields(options))}
+    o = FitOptions(**values)
+    if o.backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {o.backbone!r}; choose from {', '.join(sorted(BACKBONES))}")
+    preset = BACKBONES[o.backbone]
+    if not preset.has_width and o.width != 1.0:
+        if options.width is not None:
+            raise ValueError(f"--width applies to MobileNetV2 only, not to {o.backbone}")
+        o.width = 1.0
+    if o.temporal not in TEMPORAL_MODULES:
+        raise ValueError(f"unknown --temporal {o.temporal!r}; choose from {', '.join(TEMPORAL_MODULES)}")
+    if o.segments < 1:
+        raise ValueError(f"--segments must be >= 1, got {o.segments}")
+    if o.input_size < preset.min_input_size:
+        raise ValueError(f"--input-size {o.input_size} is too small for {o.backbone} (minimum {preset.min_input_size})")
+    for name in ("epochs", "batch_size"):
+        if getattr(o, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(o, name)}")
+    if o.lr <= 0:
+        raise ValueError(f"--lr must be > 0, got {o.lr}")
+    if o.schedule not in ("cosine", "step"):
+        raise ValueError(f"--schedule must be cosine or step, got {o.schedule!r}")
+    if o.temporal_pool and preset.pool_before is None:
+        raise ValueError(f"--temporal-pool is defined for ResNets, not for {o.backbone}")
+    for name in ("data", "val_data"):
+        path = getattr(o, name)
+        if path is not None and not os.path.exists(path):
+            raise ValueError(f"--{name.replace('_', '-')} {path} does not exist")
+    if o.weights.lower() == "none":
+        o.weights = None
+    elif o.weights != "imagenet" and not os.path.exists(o.weights):
+        raise ValueError(f"--weights {o.weights} does not exist (use none, imagenet or a weights file)")
+    return o
+
+
+def model_kwargs(o, num_classes):
+    """The exact arguments of build_video_classifier, stored in config.json."""
+    return dict(num_classes=num_classes, backbone=o.backbone, num_segments=o.segments,
+                input_size=o.input_size, temporal=o.temporal, shift_div=o.shift_div,
+                shift_place=o.shift_place, temporal_pool=o.temporal_pool, dropout=o.dropout,
+                width=o.width, partial_bn=o.partial_bn, bn_momentum=o.bn_momentum)
+
+
+def default_run_dir(o, dataset_name):
+    """runs/<data>-<backbone>-<temporal>[-...]: the same command maps to the same directory,
+    which is what lets a killed run resume by being started again."""
+    parts = [dataset_name, o.backbone, o.temporal]
+    if o.segments != 8:
+        parts.append(f"{o.segments}f")
+    if o.seed:
+        parts.append(f"seed{o.seed}")
+    return Path("runs") / re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(parts))
+
+
+def _describe(o):
+    temporal = {"none": "TSN (no temporal module)", "tsm": "TSM", "tsm-online": "online (uni-directional) TSM"}
+    width = f" x{o.width:g}" if BACKBONES[o.backbone].has_width else ""
+    return f"{temporal.get(o.temporal, o.temporal.upper())} on {o.backbone}{width}, {o.segments} frames of {o.input_size} px"
+
+
+def train(options, log=print):
+    """Runs (or resumes) a training run; returns the validation summary and the run dir."""
+    from tsm_keras import data
+
+    o = resolve(options)
+    keras.utils.set_random_seed(o.seed)
+    if o.mixed_precision:
+        gpu = bool(tf.config.list_logical_devices("GPU"))
+        keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
+
+    if o.data is None:
+        from tsm_keras.data.synthetic import ensure_default_dataset
+
+        root = ensure_default_dataset()
+        train_path, val_path, dataset_name = root, root, "temporal_shapes"
+    else:
+        train_path, val_path = o.data, o.val_data or o.data
+        dataset_name = Path(o.data.rstrip("/")).stem
+    train_src = data.open_source(str(train_path), split="train")
+    val_src = data.open_source(str(val_path), split="val")
+    class_names = list(train_src.class_names)
+    if list(val_src.class_names) != class_names:
+        raise ValueError(f"training and validation data have different classes: {class_names} vs {val_src.class_names}")
+
+    run_dir = Path(o.out) if o.out else default_run_dir(o, dataset_name)
+    config = {
+        "model": model_kwargs(o, len(class_names)),
+        "class_names": class_names,
+        "data": {"train": str(train_path), "val": str(val_path)},
+        "training": {k: v for k, v in dataclasses.asdict(o).items() if k not in ("out", "workers")},
+    }
+    chief = distribute.is_chief()
+    _check_resume_compatible(run_dir, config)
+
+    strategy = distribute.choose_strategy(o.tpu)
+    replicas = strategy.num_replicas_in_sync
+    steps = train_src.num_clips // o.batch_size
+    if steps < 1:
+        raise ValueError(f"{train_path}: {train_src.num_clips} training clips is less than one batch of {o.batch_size}")
+    peak = recipe.scaled_learning_rate(o.lr, o.batch_size)
+    schedule = recipe.WarmupSchedule(
+        peak, total_steps=steps * o.epochs, warmup_steps=int(round(o.warmup_epochs * steps)),
+        kind=o.schedule, boundaries=[int(steps * o.epochs * f) for f in (0.4, 0.8)],
+    )
+    with strategy.scope():
+        model = build_video_classifier(**config["model"], weights=o.weights)
+        model.compile(
+            optimizer=recipe.make_optimizer(schedule, o.weight_decay, o.clip_norm, o.head_lr_mult, o.optimizer),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="top1"),
+                     keras.metrics.SparseTopKCategoricalAccuracy(k=min(5, len(class_names)), name="top5")],
+            jit_compile=o.xla,
+        )
+        initial_epoch = callbacks.restore_latest(model, run_dir / "checkpoints")
+
+    if chief:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / CONFIG, config)
+        write_text(run_dir / LABELS, "\n".join(class_names) + "\n")
+    modules = len([m for m in temporal_modules(model) if m.name != "temporal_pool"])
+    log(f"{_describe(o)}: {modules} temporal modules, {model.count_params():,} parameters")
+    log(f"data: {train_src.num_clips} training / {val_src.num_clips} validation clips, {len(class_names)} classes ({train_path})")
+    log(f"recipe: {o.optimizer}, lr {peak:.4g} (batch {o.batch_size} on {replicas} replica(s)), {o.schedule} schedule, "
+        f"{o.epochs} epochs, run directory {run_dir}")
+    if initial_epoch:
+        log(f"resuming after epoch {initial_epoch} from {run_dir / 'checkpoints'}")
+
+    train_ds = data.make_train_dataset(train_src, num_segments=o.segments, input_size=o.input_size,
+                                       batch_size=o.batch_size, seed=o.seed).repeat()
+    val_ds = data.make_eval_dataset(val_src, num_segments=o.segments, input_size=o.input_size,
+                                    batch_size=o.batch_size).map(lambda clips, labels: (clips[:, 0], labels))
+    if replicas > 1:
+        train_ds, val_ds = (_shard_by_data(ds) for ds in (train_ds, val_ds))
+
+    scratch = Path(tempfile.mkdtemp(prefix="tsm-worker-")) if not chief else None
+    cbs = [
+        keras.callbacks.TerminateOnNaN(),
+        callbacks.EpochCheckpoint(run_dir / "checkpoints", write=chief),
+        callbacks.RunLogger(run_dir, initial_epoch=initial_epoch, write=chief),
+        keras.callbacks.TensorBoard(str((run_dir if chief else scratch) / "logs"), write_graph=False),
+    ]
+    cbs.append(data.SkipReport({"train": train_src, "val": val_src}, print_fn=log))
+    start = time.time()
+    model.fit(train_ds, epochs=o.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+              validation_data=val_ds, callbacks=cbs, verbose=1 if chief else 0, shuffle=False)
+    log(f"training took {time.time() - start:.0f} s")
+    if model.stop_training and not (run_dir / MODEL).exists():
+        raise RuntimeError("training stopped (NaN loss) before any model was saved")
+
+    summary = None
+    if chief:
+        best = keras.models.load_model(run_dir / MODEL)
+        eval_ds = data.make_eval_dataset(val_src, num_segments=o.segments, input_size=o.input_size, batch_size=o.batch_size)
+        summary = evaluation.summarize(*evaluation.predict_views(best, eval_ds), class_names)
+        evaluation.write_report(summary, class_names, run_dir)
+        log("\nbest model on the validation set, " + evaluation.format_summary(summary, class_names))
+    return summary, run_dir, model
+
+
+def _shard_by_data(dataset):
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def _check_resume_compatible(run_dir, config):
+    """A run directory resumes only the run it was made for."""
+    path = run_dir / CONFIG
+    if not path.is_file():
+        return
+    with open(path) as f:
+        old = json.load(f)
+    keys = ("model", "class_names", "training")
+    changed = [k for k in keys if old.get(k) != json.loads(json.dumps(config[k]))]
+    if changed:
+        details = []
+        for key in changed:
+            a, b = old.get(key) or {}, config[key]
+            if isinstance(a, dict):
+                details += [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in b if a.get(k) != b.get(k)]
+            else:
+                details.append(key)
+        raise ValueError(
+            f"{run_dir} holds a run with other settings ({'; '.join(details)}): pass --out for a new run "
+            "directory, or delete the old one"
+        )
