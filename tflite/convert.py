@@ -34,11 +34,12 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def clips_and_labels(path, split, num_segments, input_size):
-    """(clip, label) pairs of a data set through the project's data pipeline (1 clip, centre crop)."""
+def clips_and_labels(path, split, num_segments, input_size, class_names=None):
+    """(clip, label) pairs of a data set through the project's data pipeline: one clip, centre
+    crop, deterministic (the evaluation pipeline, also for the calibration clips)."""
     from tsm_keras.data import make_eval_dataset, open_source
 
-    source = open_source(path, split=split)
+    source = open_source(path, split=split, class_names=class_names)
     dataset = make_eval_dataset(source, num_segments=num_segments, input_size=input_size,
                                 batch_size=8, clips=1, crops=1)
     for clips, labels in dataset:
@@ -50,15 +51,18 @@ def clips_and_labels(path, split, num_segments, input_size):
 class TrainingClips:
     """Re-iterable training clips (the converter calibrates more than one model)."""
 
-    def __init__(self, path, num_segments, input_size):
+    def __init__(self, path, num_segments, input_size, class_names):
         self.path, self.num_segments, self.input_size = path, num_segments, input_size
+        self.class_names = class_names
 
     def __iter__(self):
-        return (clip for clip, _ in clips_and_labels(self.path, "train", self.num_segments, self.input_size))
+        pairs = clips_and_labels(self.path, "train", self.num_segments, self.input_size, self.class_names)
+        return (clip for clip, _ in pairs)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    from tsm_keras.data import DataError
     from tsm_keras.export.pipeline import Int8AccuracyError, convert_run
     from tsm_keras.export.runs import RunError, find_newest_run, read_config
     from tsm_keras.export.verify import VerificationError
@@ -77,23 +81,15 @@ def main(argv=None):
     precisions = [FLOAT32] + ([INT8] if args.int8 else []) + ([FLOAT16] if args.float16 else [])
     data = config.get("data", {})
     size, segments = model.get("input_size"), model.get("num_segments")
+    names = config.get("class_names")
     calibration = validation = None
-    try:
-        from tsm_keras.data import make_eval_dataset, open_source  # noqa: F401
-    except ImportError as error:
-        if args.int8:
-            print(f"error: --int8 calibrates on the run's training data, but the data pipeline "
-                  f"(tsm_keras.data) is not available: {error}", file=sys.stderr)
-            return 2
-        print("note: tsm_keras.data not available: no validation top-1 in the report", file=sys.stderr)
-        data = {}
     if args.int8:
         if not data.get("train"):
             print(f"error: {run_dir / 'config.json'}: no data.train path to calibrate int8 on", file=sys.stderr)
             return 2
-        calibration = TrainingClips(data["train"], segments, size)
+        calibration = TrainingClips(data["train"], segments, size, names)
     if data.get("val"):
-        validation = clips_and_labels(data["val"], "val", segments, size)
+        validation = clips_and_labels(data["val"], "val", segments, size, names)
     try:
         convert_run(run_dir, precisions, calibration_clips=calibration, validation=validation,
                     force=args.force, streaming=not args.clip_only, threads=args.threads,
@@ -107,6 +103,9 @@ def main(argv=None):
     except (Int8AccuracyError, VerificationError) as error:
         print(f"error: {run_dir}: {error}", file=sys.stderr)
         return 4
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

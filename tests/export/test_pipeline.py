@@ -101,9 +101,9 @@ def test_newest_run_and_missing_runs(tmp_path, online_model):
     old = write_run(tmp_path / "runs" / "old", online_model)
     (tmp_path / "runs" / "incomplete").mkdir()
     new = write_run(tmp_path / "runs" / "new", online_model)
-    os.utime(old, (time.time() - 100, time.time() - 100))
+    os.utime(old / "model.keras", (time.time() - 100, time.time() - 100))
     assert find_newest_run(tmp_path / "runs") == new
-    os.utime(new, (time.time() - 200, time.time() - 200))
+    os.utime(new / "model.keras", (time.time() - 200, time.time() - 200))
     assert find_newest_run(tmp_path / "runs") == old
 
 
@@ -126,3 +126,45 @@ def test_convert_script_without_any_run_says_how_to_make_one(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path}: {NO_RUN}"
+
+
+def write_video_folder(root, classes=("left", "right"), per_class=(3, 2), frames=10, seed=0):
+    """root/{train,val}/<class>/*.mp4: tiny videos of a bright square moving left or right."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    for split, count in zip(("train", "val"), per_class):
+        for label, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for index in range(count):
+                writer = cv2.VideoWriter(str(folder / f"{index}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (48, 40))
+                background = rng.uniform(0, 120, 3)
+                for t in range(frames):
+                    frame = np.empty((40, 48, 3)); frame[:] = background
+                    x = 4 + 3 * t if label == 0 else 40 - 3 * t
+                    frame[14:26, x:x + 8] = 230
+                    writer.write(np.clip(frame + rng.normal(0, 5, frame.shape), 0, 255).astype("uint8"))
+                writer.release()
+    return root
+
+
+def test_convert_script_end_to_end_on_a_video_folder(tmp_path):
+    data = write_video_folder(tmp_path / "videos")
+    model = tiny_classifier("tsm-online", seed=9, num_classes=2)
+    run = write_run(tmp_path / "runs" / "videos-mobilenet_v2-tsm-online", model, class_names=["left", "right"],
+                    extra={"data": {"train": str(data), "val": str(data)}})
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tflite", "convert.py"), "--runs", str(tmp_path / "runs"), "--int8",
+         "--force", "--calibration-clips", "4"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = run / "tflite"
+    names = {p.name for p in out.iterdir()}
+    assert FLOAT_FILES | {"clip_int8.tflite", "stream_int8.tflite", "stream_state_int8.tflite"} <= names
+    report = json.loads((out / "report.json").read_text())
+    assert report["accuracy"]["validation_clips"] == 4
+    assert {"clip_float32", "clip_int8", "stream_int8", "clip_int8_agreement_with_float"} <= set(report["accuracy"])
+    assert report["int8"]["calibration_clips_limit"] == 4
+    assert (out / "labels.txt").read_text() == "left\nright\n"

@@ -1,11 +1,17 @@
-"""Run directories written by training/fit.py: RUN_DIR/{model.keras, config.json, labels.txt}."""
+"""Run directories written by training/fit.py: RUN_DIR/{model.keras, config.json, labels.txt}.
+
+The layout and the "newest run" rule are tsm_keras.training.run_dir's; this module adds the
+one-line errors that name the missing or broken file.
+"""
 
 import dataclasses
 import json
 import os
 from pathlib import Path
 
-MODEL_FILE, CONFIG_FILE, LABELS_FILE = "model.keras", "config.json", "labels.txt"
+from tsm_keras.training import run_dir as _layout
+
+MODEL_FILE, CONFIG_FILE, LABELS_FILE = _layout.MODEL, _layout.CONFIG, _layout.LABELS
 DEFAULT_RUNS = "runs"
 NO_RUN = "no trained run found: train one with python training/fit.py"
 
@@ -32,12 +38,11 @@ def is_run(path):
 
 
 def find_newest_run(root=DEFAULT_RUNS):
-    """The run directory under `root` with the newest modification time."""
-    root = Path(root)
-    runs = [p for p in root.iterdir() if p.is_dir() and is_run(p)] if root.is_dir() else []
-    if not runs:
-        raise RunError(f"{root}: {NO_RUN}" if root.is_dir() else NO_RUN)
-    return max(runs, key=lambda p: p.stat().st_mtime)
+    """The run directory under `root` whose model.keras was written last (training's rule)."""
+    try:
+        return Path(_layout.newest_run(root))
+    except FileNotFoundError:
+        raise RunError(f"{root}: {NO_RUN}" if Path(root).is_dir() else NO_RUN) from None
 
 
 def read_config(path):
