@@ -8,6 +8,8 @@ the shifts: a shift has no weights) and its bidirectional-TSM twin. Rows:
 
 - per frame: streaming TSM (explicit state and resource variables) vs the plain per-frame
   network (the TSN twin: MobileNetV2 + classifier), int8 and float32. Target ratio <= 1.05.
+  Also the plain network without the in-graph normalisation (frames normalised outside):
+  the cost of the normalisation's MUL + ADD.
 - per clip: clip TSM (online and bidirectional) vs clip TSN, float32 and int8. Target <= 1.03.
 
 Models are timed in interleaved rounds (A, B, C, A, B, C, ...) so that the load of other
@@ -56,6 +58,28 @@ def twins(model, config):
         twin.set_weights(model.get_weights())
         out[temporal] = twin
     return out
+
+
+def unnormalized_frame_model(tsn):
+    """The per-frame TSN network without its normalisation layer (input already normalised):
+    what the in-graph MUL + ADD of the normalisation costs."""
+    import keras
+
+    frame = keras.Input(batch_shape=(1,) + tuple(tsn.input_shape[2:]), name="frame")
+    x = tsn.get_layer("backbone")(frame)
+    for name in ("avg_pool", "dropout", "logits"):
+        x = tsn.get_layer(name)(x)
+    return keras.Model({"frame": frame}, {"logits": x})
+
+
+class NormalizedClips:
+    """Calibration frames passed through the model's own normalisation layer."""
+
+    def __init__(self, clips, normalize):
+        self.clips, self.normalize = clips, normalize
+
+    def __iter__(self):
+        return (np.asarray(self.normalize(np.asarray(c, "float32"))) for c in self.clips)
 
 
 def calibration_clips(run, count, segments, size):
@@ -141,6 +165,12 @@ def main(argv=None):
         files[("frame", "TSM stream (resource variables)", precision)] = (with_resource_variables(state), "step")
         files[("frame", "MobileNetV2 per frame (TSN)", precision)] = (
             convert(frame, STREAM_STATE, precision, rep(STREAM_STATE, frame)), "step")
+        bare = unnormalized_frame_model(others["none"])
+        normalized = NormalizedClips(clips, others["none"].get_layer("normalize"))
+        files[("frame", "MobileNetV2 per frame, normalisation outside", precision)] = (
+            convert(bare, STREAM_STATE, precision,
+                    representative(STREAM_STATE, normalized, stream=bare, pin_range=False)
+                    if precision == INT8 else None), "step")
         files[("clip", "TSM-online clip", precision)] = (convert(model, CLIP, precision, rep(CLIP)), "serving_default")
         files[("clip", "TSM (bidirectional) clip", precision)] = (
             convert(others["tsm"], CLIP, precision, rep(CLIP)), "serving_default")

@@ -36,24 +36,24 @@ def pin_input_range(frames):
     return frames
 
 
-def _pinned(clips):
+def _pinned(clips, pin=True):
     for index, clip in enumerate(clips):
-        yield pin_input_range(clip) if index == 0 else _float(clip)
+        yield pin_input_range(clip) if pin and index == 0 else _float(clip)
 
 
-def clip_samples(clips):
+def clip_samples(clips, pin=True):
     """Samples for the clip model: one per clip."""
-    for clip in _pinned(clips):
+    for clip in _pinned(clips, pin):
         yield SERVING, {CLIP_INPUT: clip[None]}
 
 
-def stream_state_samples(stream, clips):
+def stream_state_samples(stream, clips, pin=True):
     """Samples for the explicit-state model: `{frame, **states}` at every step of each clip.
 
     `stream` is the float Keras streaming model (`build_streaming_model`); its new states
     become the next sample's states.
     """
-    for clip in _pinned(clips):
+    for clip in _pinned(clips, pin):
         states = initial_states(stream, batch_size=1)
         for frame in clip:
             inputs = {FRAME: frame[None], **states}
@@ -62,7 +62,7 @@ def stream_state_samples(stream, clips):
             states = {key: np.asarray(outputs[key]) for key in states}
 
 
-def representative(kind, clips, stream=None, limit=None):
+def representative(kind, clips, stream=None, limit=None, pin_range=True):
     """The `representative_dataset` callable for a model kind.
 
     Args:
@@ -72,6 +72,8 @@ def representative(kind, clips, stream=None, limit=None):
         stream: the float Keras streaming model (needed for the streaming kinds: both are
             calibrated as the explicit-state model).
         limit: use at most this many clips.
+        pin_range: pin the calibrated input range to [0, 255] (`pin_input_range`): for
+            raw-pixel inputs, which all tsm_keras models take.
     """
     if kind in (STREAM, STREAM_STATE) and stream is None:
         raise ValueError("calibrating the explicit-state model needs the float streaming model")
@@ -82,9 +84,9 @@ def representative(kind, clips, stream=None, limit=None):
 
     def samples():
         if kind == CLIP:
-            return clip_samples(source())
+            return clip_samples(source(), pin_range)
         if kind in (STREAM, STREAM_STATE):
-            return stream_state_samples(stream, source())
+            return stream_state_samples(stream, source(), pin_range)
         raise ValueError(f"unknown model kind {kind!r}")
 
     return samples

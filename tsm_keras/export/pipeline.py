@@ -340,7 +340,7 @@ def _convert_int8(model, stream_model, kinds, calibration_clips, limit, val_clip
             report["accuracy"][f"{name}_drop_points"] = drop
             report["accuracy"][f"{name}_agreement_with_float"] = float(
                 np.mean(np.argmax(logits, 1) == np.argmax(float_logits, 1)) * 100.0)
-            log(f"int8 {kind} top-1 {report['accuracy'][name]:.2f} (float {reference:.2f})")
+            log(f"int8 {name.replace('_int8', '')} top-1 {report['accuracy'][name]:.2f} (float {reference:.2f})")
             if drop > max_drop:
                 problems.append(f"{name} top-1 {report['accuracy'][name]:.2f} is {drop:.2f} points below float {reference:.2f}")
     else:
