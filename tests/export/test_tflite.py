@@ -144,3 +144,19 @@ def test_write_atomic_leaves_no_partial_file(tmp_path):
     with pytest.raises(TypeError):
         write_atomic(object(), tmp_path / "out" / "bad.tflite")
     assert [p.name for p in target.parent.iterdir()] == ["m.tflite"]
+
+
+def test_float16_models_halve_the_size_and_still_stream_exactly(online_model, stream_model, float_models, test_clips):
+    from tsm_keras.export.kinds import FLOAT16
+    from tsm_keras.export.tflite import convert
+
+    clip16 = ClipRunner(convert(online_model, CLIP, FLOAT16))
+    state16 = convert(stream_model, STREAM_STATE, FLOAT16)
+    assert clip16.size_bytes < 0.6 * len(float_models[CLIP])
+    check_builtin_operators(clip16)
+    reference = predict_clips(ClipRunner(float_models[CLIP]), test_clips)
+    logits16 = predict_clips(clip16, test_clips)
+    assert np.max(np.abs(logits16 - reference)) < 0.05 * np.ptp(reference)
+    for runner in (StreamRunner(state16), StreamRunner(with_resource_variables(state16))):
+        result = streaming_vs_clip(runner, logits16, test_clips)
+        assert result["max_abs_difference"] <= 1e-4 and result["reset_max_abs_difference"] == 0.0

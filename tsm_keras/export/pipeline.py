@@ -25,7 +25,6 @@ from tsm_keras.export import calibration
 from tsm_keras.export.benchmark import benchmark
 from tsm_keras.export.kinds import (
     CLIP,
-    FLOAT16,
     FLOAT32,
     INT8,
     PRECISIONS,
@@ -34,7 +33,7 @@ from tsm_keras.export.kinds import (
     file_name,
 )
 from tsm_keras.export.runs import LABELS_FILE, load_run, write_labels
-from tsm_keras.export.runtime import ClipRunner, StreamRunner, operators
+from tsm_keras.export.runtime import ClipRunner, StreamRunner, interpreter, operators
 from tsm_keras.export.tflite import convert, write_atomic
 from tsm_keras.export.variables import with_resource_variables
 from tsm_keras.export.verify import (
@@ -88,8 +87,7 @@ def verification_clips(num_segments, size, count=3, seed=0):
 
 def describe(content):
     """Sizes, signatures with their inputs and outputs (shape, dtype, quantization), operators."""
-    runner = StreamRunner if _kind(content) != CLIP else ClipRunner
-    litert = runner(content).interpreter
+    litert = interpreter(content)
     signatures = {}
     for key in sorted(litert.get_signature_list()):
         sig = litert.get_signature_runner(key)
@@ -111,12 +109,6 @@ def describe(content):
         "signatures": signatures,
         "operators": operators(content),
     }
-
-
-def _kind(content):
-    from tsm_keras.export.runtime import interpreter, kind_of
-
-    return kind_of(interpreter(content).get_signature_list())
 
 
 def top1(logits, labels):
