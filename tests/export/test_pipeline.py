@@ -1,0 +1,170 @@
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.tiny import smooth_clips, tiny_classifier, write_run
+from tsm_keras.export.pipeline import Int8AccuracyError, convert_run
+from tsm_keras.export.runs import NO_RUN, RunError, find_newest_run, load_run
+from tsm_keras.streaming import NotStreamableError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FLOAT_FILES = {"clip_float32.tflite", "stream_float32.tflite", "stream_state_float32.tflite"}
+
+
+def quiet(*_):
+    pass
+
+
+@pytest.fixture(scope="module")
+def online_run(tmp_path_factory, online_model):
+    return write_run(tmp_path_factory.mktemp("runs") / "online", online_model)
+
+
+def labelled(model, count, seed):
+    """Validation pairs labelled by the float model itself: float top-1 is 100%."""
+    clips = smooth_clips(count, seed=seed).astype("uint8")
+    labels = np.argmax(np.asarray(model.predict_on_batch(clips.astype("float32"))), axis=1)
+    return list(zip(clips, labels))
+
+
+def test_float_conversion_writes_verified_models_labels_and_report(online_run, online_model):
+    report = convert_run(online_run, latency_repeats=3, log=quiet, validation=labelled(online_model, 4, 1))
+    out = online_run / "tflite"
+    assert FLOAT_FILES | {"labels.txt", "report.json"} == {p.name for p in out.iterdir()}
+    assert (out / "labels.txt").read_text().split() == [f"class_{i}" for i in range(5)]
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["files"].keys() == FLOAT_FILES
+    assert saved["verification"]["clip_float32.tflite"]["max_abs_difference_vs_keras"] <= 1e-4
+    for name in ("stream_float32.tflite", "stream_state_float32.tflite"):
+        assert saved["verification"][name]["max_abs_difference"] <= 1e-4
+        assert saved["latency"][name]["per_frame_ms"] > 0
+    assert saved["latency"]["clip_float32.tflite"]["per_clip_ms"] > 0
+    assert saved["accuracy"]["clip_float32"] == 100.0
+    assert len(saved["streaming"]["states"]) == 10
+    state_file = saved["files"]["stream_state_float32.tflite"]
+    assert set(state_file["signatures"]["step"]["inputs"]) == {"frame", *(s["name"] for s in saved["streaming"]["states"])}
+    assert report["model"] == saved["model"]
+
+
+def test_int8_conversion_reports_accuracy_and_agreement(online_run, online_model):
+    clips = list(smooth_clips(10, seed=30).astype("uint8"))
+    report = convert_run(online_run, ["int8"], calibration_clips=clips, validation=labelled(online_model, 6, 31),
+                         latency_repeats=2, log=quiet, force=True)
+    out = online_run / "tflite"
+    assert {"clip_int8.tflite", "stream_int8.tflite", "stream_state_int8.tflite"} <= {p.name for p in out.iterdir()}
+    accuracy = report["accuracy"]
+    for name in ("clip_int8", "stream_int8"):
+        assert 0 <= accuracy[name] <= 100 and 0 <= accuracy[f"{name}_agreement_with_float"] <= 100
+        assert accuracy[f"{name}_drop_points"] == pytest.approx(accuracy["clip_float32"] - accuracy[name])
+    assert accuracy["clip_float32"] == 100.0
+    assert report["int8"]["written"] is True
+    quant = report["verification"]["stream_state_int8.tflite"]["state_quantization"]
+    assert all(v["input"] == v["output"] for v in quant.values())
+
+
+def test_int8_too_far_below_float_is_not_written_and_float_is_kept(tmp_path, online_model):
+    run = write_run(tmp_path / "run", online_model)
+    clips = list(smooth_clips(4, seed=40).astype("uint8"))
+    # A bound no model can meet (a drop below -1 point) stands for a bad int8 model.
+    with pytest.raises(Int8AccuracyError, match="points below float.*--force"):
+        convert_run(run, ["int8"], calibration_clips=clips, validation=labelled(online_model, 4, 41),
+                    latency_repeats=1, log=quiet, max_int8_drop=-1.0)
+    names = {p.name for p in (run / "tflite").iterdir()}
+    assert FLOAT_FILES <= names and not any("int8" in n for n in names)
+    report = json.loads((run / "tflite" / "report.json").read_text())
+    assert report["int8"]["written"] is False and report["accuracy"]["clip_float32"] == 100.0
+    with pytest.raises(Int8AccuracyError, match="no validation data"):
+        convert_run(run, ["int8"], calibration_clips=clips, latency_repeats=1, log=quiet)
+    assert not any("int8" in p.name for p in (run / "tflite").iterdir())
+
+
+def test_bidirectional_run_writes_the_clip_model_and_refuses_streaming(tmp_path):
+    run = write_run(tmp_path / "bidirectional", tiny_classifier("tsm"))
+    with pytest.raises(NotStreamableError, match="train with --temporal tsm-online"):
+        convert_run(run, latency_repeats=1, log=quiet)
+    assert {p.name for p in (run / "tflite").glob("*.tflite")} == {"clip_float32.tflite"}
+    report = json.loads((run / "tflite" / "report.json").read_text())
+    assert "tsm-online" in report["streaming"]["refused"]
+
+
+def test_newest_run_and_missing_runs(tmp_path, online_model):
+    with pytest.raises(RunError, match=NO_RUN):
+        find_newest_run(tmp_path / "nothing")
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(RunError, match=NO_RUN):
+        find_newest_run(tmp_path / "runs")
+    old = write_run(tmp_path / "runs" / "old", online_model)
+    (tmp_path / "runs" / "incomplete").mkdir()
+    new = write_run(tmp_path / "runs" / "new", online_model)
+    os.utime(old / "model.keras", (time.time() - 100, time.time() - 100))
+    assert find_newest_run(tmp_path / "runs") == new
+    os.utime(new / "model.keras", (time.time() - 200, time.time() - 200))
+    assert find_newest_run(tmp_path / "runs") == old
+
+
+def test_bad_run_directories_name_the_file(tmp_path, online_model):
+    with pytest.raises(RunError, match="no_such_run: no such run directory"):
+        load_run(tmp_path / "no_such_run")
+    run = write_run(tmp_path / "run", online_model)
+    (run / "config.json").write_text("{not json")
+    with pytest.raises(RunError, match="config.json: not valid JSON"):
+        load_run(run)
+    (run / "model.keras").unlink()
+    with pytest.raises(RunError, match="model.keras: not found"):
+        load_run(run)
+
+
+def test_convert_script_without_any_run_says_how_to_make_one(tmp_path):
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tflite", "convert.py"), "--runs", str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path}: {NO_RUN}"
+
+
+def write_video_folder(root, classes=("left", "right"), per_class=(3, 2), frames=10, seed=0):
+    """root/{train,val}/<class>/*.mp4: tiny videos of a bright square moving left or right."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    for split, count in zip(("train", "val"), per_class):
+        for label, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for index in range(count):
+                writer = cv2.VideoWriter(str(folder / f"{index}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (48, 40))
+                background = rng.uniform(0, 120, 3)
+                for t in range(frames):
+                    frame = np.empty((40, 48, 3)); frame[:] = background
+                    x = 4 + 3 * t if label == 0 else 40 - 3 * t
+                    frame[14:26, x:x + 8] = 230
+                    writer.write(np.clip(frame + rng.normal(0, 5, frame.shape), 0, 255).astype("uint8"))
+                writer.release()
+    return root
+
+
+def test_convert_script_end_to_end_on_a_video_folder(tmp_path):
+    data = write_video_folder(tmp_path / "videos")
+    model = tiny_classifier("tsm-online", seed=9, num_classes=2)
+    run = write_run(tmp_path / "runs" / "videos-mobilenet_v2-tsm-online", model, class_names=["left", "right"],
+                    extra={"data": {"train": str(data), "val": str(data)}})
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tflite", "convert.py"), "--runs", str(tmp_path / "runs"), "--int8",
+         "--force", "--calibration-clips", "4"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = run / "tflite"
+    names = {p.name for p in out.iterdir()}
+    assert FLOAT_FILES | {"clip_int8.tflite", "stream_int8.tflite", "stream_state_int8.tflite"} <= names
+    report = json.loads((out / "report.json").read_text())
+    assert report["accuracy"]["validation_clips"] == 4
+    assert {"clip_float32", "clip_int8", "stream_int8", "clip_int8_agreement_with_float"} <= set(report["accuracy"])
+    assert report["int8"]["calibration_clips_limit"] == 4
+    assert (out / "labels.txt").read_text() == "left\nright\n"

@@ -1,0 +1,183 @@
+"""Running the exported models in LiteRT (ai_edge_litert), whatever their kind and precision.
+
+`open_model(path)` reads a .tflite, finds its kind from its signatures, and returns a runner
+with one interface per kind:
+
+- `ClipRunner(clip)`: clip `(T, H, W, 3)` raw RGB -> float logits `(K,)`.
+- `StreamRunner.step(frame)`: frame `(H, W, 3)` raw RGB -> float logits `(K,)` of this
+  frame; `StreamRunner.reset()` zeros the buffers. For the explicit-state kind it keeps the
+  buffers itself and feeds each output back unchanged, in the model's own dtype.
+
+Quantized inputs are quantized from raw pixel values with the model's own input scale and
+zero point, and quantized outputs dequantized, so callers always see raw frames and float
+logits.
+"""
+
+import os
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+from ai_edge_litert.tools import flatbuffer_utils
+
+from tsm_keras.export.kinds import CLIP, CLIP_INPUT, RESET, STEP, STREAM, STREAM_STATE
+from tsm_keras.streaming import FRAME, LOGITS
+
+
+class ModelKindError(ValueError):
+    """The .tflite is not the kind of model the caller needs."""
+
+
+def read_bytes(model):
+    if isinstance(model, (bytes, bytearray)):
+        return bytes(model)
+    if not os.path.isfile(model):
+        raise FileNotFoundError(f"{model}: no such .tflite file")
+    with open(model, "rb") as file:
+        return file.read()
+
+
+def interpreter(model, threads=None):
+    """An ai_edge_litert Interpreter for a path or bytes (XNNPACK on by default)."""
+    return Interpreter(model_content=read_bytes(model), num_threads=threads)
+
+
+def kind_of(signatures, name="model"):
+    """'clip', 'stream' or 'stream_state' from a `get_signature_list()` dict."""
+    keys = set(signatures)
+    if keys == {STEP, RESET}:
+        return STREAM
+    if keys == {STEP} and FRAME in signatures[STEP]["inputs"]:
+        return STREAM_STATE
+    if len(keys) == 1 and CLIP_INPUT in next(iter(signatures.values()))["inputs"]:
+        return CLIP
+    raise ModelKindError(
+        f"{name}: not a tsm_keras video model (signatures {sorted(keys)}); expected a clip "
+        "model (input 'clip') or a streaming model (signature 'step', input 'frame')"
+    )
+
+
+def operators(model):
+    """Sorted operator names of every subgraph of a .tflite (path or bytes)."""
+    tree = flatbuffer_utils.read_model_from_bytearray(bytearray(read_bytes(model)))
+    names = set()
+    for subgraph in tree.subgraphs:
+        for op in subgraph.operators:
+            code = tree.operatorCodes[op.opcodeIndex]
+            name = flatbuffer_utils.opcode_to_name(tree, op.opcodeIndex)
+            if name == "CUSTOM":
+                custom = code.customCode
+                name = "CUSTOM:" + (custom.decode() if isinstance(custom, bytes) else str(custom))
+            names.add(name)
+    return sorted(names)
+
+
+def non_builtin_operators(model):
+    """Custom and Flex (SELECT_TF_OPS) operators: what a stock LiteRT runtime cannot run."""
+    return [name for name in operators(model) if name.startswith("CUSTOM") or name is None]
+
+
+def _quantize(values, detail):
+    """Raw values -> the input's dtype (quantized with its scale and zero point if integer)."""
+    dtype = detail["dtype"]
+    if not np.issubdtype(dtype, np.integer):
+        return np.asarray(values, dtype)
+    scale, zero = detail["quantization"]
+    info = np.iinfo(dtype)
+    q = np.round(np.asarray(values, "float64") / scale + zero)
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def _dequantize(values, detail):
+    if not np.issubdtype(detail["dtype"], np.integer):
+        return np.asarray(values, "float32")
+    scale, zero = detail["quantization"]
+    return ((np.asarray(values, "float32") - zero) * scale).astype("float32")
+
+
+def quantization(detail):
+    """(scale, zero point) of a signature input or output, (0.0, 0) when not quantized."""
+    scale, zero = detail["quantization"]
+    return float(scale), int(zero)
+
+
+class _Runner:
+    def __init__(self, model, threads=None, name=None):
+        self.name = name or (model if isinstance(model, str) else "model")
+        self.content = read_bytes(model)
+        self.interpreter = interpreter(self.content, threads)
+        self.signatures = self.interpreter.get_signature_list()
+        self.kind = kind_of(self.signatures, self.name)
+
+    @property
+    def size_bytes(self):
+        return len(self.content)
+
+
+class ClipRunner(_Runner):
+    """A clip model: `runner(clip)` -> float logits (K,)."""
+
+    def __init__(self, model, threads=None, name=None):
+        super().__init__(model, threads, name)
+        if self.kind != CLIP:
+            raise ModelKindError(f"{self.name}: a {self.kind} model, not a clip model")
+        self.signature = next(iter(self.signatures))
+        self.runner = self.interpreter.get_signature_runner(self.signature)
+        self.input = self.runner.get_input_details()[CLIP_INPUT]
+        self.output = self.runner.get_output_details()[LOGITS]
+        self.num_segments, self.input_size = int(self.input["shape"][1]), int(self.input["shape"][2])
+
+    def __call__(self, clip):
+        out = self.runner(**{CLIP_INPUT: _quantize(np.asarray(clip)[None], self.input)})
+        return _dequantize(out[LOGITS], self.output)[0]
+
+
+class StreamRunner(_Runner):
+    """A streaming model (either kind): `reset()`, then `step(frame)` -> float logits (K,)."""
+
+    def __init__(self, model, threads=None, name=None):
+        super().__init__(model, threads, name)
+        if self.kind == CLIP:
+            shape = list(self.interpreter.get_signature_runner(next(iter(self.signatures)))
+                         .get_input_details()[CLIP_INPUT]["shape"])
+            raise ModelKindError(
+                f"{self.name}: a clip model (input 'clip' {shape}), not a streaming model; "
+                "pass a stream_*.tflite or stream_state_*.tflite written by tflite/convert.py"
+            )
+        self.runner = self.interpreter.get_signature_runner(STEP)
+        inputs = self.runner.get_input_details()
+        self.input = inputs[FRAME]
+        self.output = self.runner.get_output_details()[LOGITS]
+        self.input_size = int(self.input["shape"][1])
+        self.state_details = {k: v for k, v in inputs.items() if k != FRAME}
+        self._reset = self.interpreter.get_signature_runner(RESET) if self.kind == STREAM else None
+        self.states = None
+        self.reset()
+
+    def reset(self):
+        """Zero buffers: the next frame is the first of a new video."""
+        if self._reset is not None:
+            self._reset()
+        else:
+            # Real zero, quantized: the zero point of an int8 buffer.
+            self.states = {k: _quantize(np.zeros(d["shape"]), d) for k, d in self.state_details.items()}
+
+    def step(self, frame):
+        """Logits of one frame `(H, W, 3)` (raw RGB); the buffers advance by one frame."""
+        out = self.runner(**{FRAME: _quantize(np.asarray(frame)[None], self.input)}, **(self.states or {}))
+        if self.states is not None:
+            self.states = {k: out[k] for k in self.states}
+        return _dequantize(out[LOGITS], self.output)[0]
+
+    def run(self, frames):
+        """Per-frame logits `(T, K)` of frames `(T, H, W, 3)`, continuing from the current state."""
+        return np.stack([self.step(frame) for frame in frames])
+
+
+def open_model(model, threads=None):
+    """A `ClipRunner` or `StreamRunner` for a .tflite path or bytes, by the model's kind."""
+    content = read_bytes(model)
+    name = model if isinstance(model, str) else "model"
+    kind = kind_of(interpreter(content).get_signature_list(), name)
+    runner = ClipRunner if kind == CLIP else StreamRunner
+    return runner(content, threads, name)
+
