@@ -196,7 +196,8 @@ class TemporalAggregation(keras.layers.Layer):
         # Zero frames before and after (never wrap-around): the "valid" conv then gives
         # y_t = sum_j w_j x_{t+j} with x_{t+j} = 0 outside the clip. A PAD builtin in TFLite.
         padded = ops.pad(clips, [(0, 0), (self.past_frames, self.offsets[-1]), (0, 0), (0, 0)])
-        return ops.reshape(self._blend(padded), ops.shape(x))
+        # Static sizes where known: a reshape to ops.shape(x) leaves a SHAPE op in TFLite.
+        return ops.reshape(self._blend(padded), (-1, height, width, channels))
 
     # Streaming (per-frame) interface, used by tsm_keras.streaming. Only causal windows
     # stream: the state is the block input of the previous `past_frames` frames,
