@@ -168,3 +168,44 @@ def test_classifier_accepts_a_module_function():
     assert set(TEMPORAL_MODULES) >= {"none", "tsm", "tsm-online", "tam", "tam-online"}
     with pytest.raises(ValueError, match="temporal"):
         small("tam3d")
+
+
+class Cached(keras.layers.Layer):
+    """Runs a causal layer's `step` on one frame, keeping its state in a variable."""
+
+    def __init__(self, module, frame_shape):
+        super().__init__(name=f"{module.name}_cached")
+        self.module = module
+        self.state = self.add_weight(shape=(1,) + module.state_shape(frame_shape), initializer="zeros",
+                                     trainable=False, name="state")
+
+    def call(self, frame):
+        output, new_state = self.module.step(frame, self.state)
+        self.state.assign(new_state)
+        return output
+
+
+def test_tam_online_backbone_streams_frame_by_frame_like_the_clip():
+    # The streaming protocol over a whole network: each TemporalAggregation runs `step` with a
+    # cached state; frames in order from zero states give the per-frame outputs of the clip model.
+    model = small("tam-online")
+    for module in temporal_modules(model):  # trained-looking weights, not one-hot
+        module.kernel.assign(np.random.default_rng(0).normal(0.5, 0.5, size=module.kernel.shape))
+    backbone = model.get_layer("backbone")
+    cached = []
+
+    def call(layer, *args, **kwargs):
+        if not isinstance(layer, TemporalAggregation):
+            return layer(*args, **kwargs)
+        cached.append(Cached(layer, tuple(args[0].shape[1:])))
+        return cached[-1](args[0])
+
+    per_frame = keras.models.clone_model(backbone, input_tensors=keras.Input((S, S, 3), batch_size=1),
+                                         clone_function=lambda l: l, call_function=call)
+    assert len(cached) == 10 and cached[0].state.shape == (1, S // 4, S // 4, 8)  # block_2 input, 8 channels
+    x = frames_that_differ(1, T, S, S, 3)
+    offline = np.asarray(backbone(x))
+    streamed = np.concatenate([np.asarray(per_frame(x[t : t + 1])) for t in range(T)])
+    np.testing.assert_allclose(streamed, offline, rtol=1e-4, atol=1e-4 * np.abs(offline).max())
+    # Frames after the first differ from the 2D network: the cache did carry the previous frame.
+    assert np.abs(streamed[1:] - np.asarray(without_aggregation(backbone)(x))[1:]).max() > 1e-2 * np.abs(offline).max()
