@@ -29,6 +29,9 @@ class Backbone:
         min_input_size: smallest input side it accepts.
         has_width: whether `width` (a width multiplier) is supported.
         pool_before: the layer before which TSM+TP pools over time (None: not supported).
+        signed_block_inputs: the inputs of the residual branches (where temporal modules
+            go) can be negative: MobileNetV2's linear bottlenecks, unlike ResNet's post-ReLU
+            block inputs. A module that ends in a ReLU (TAM's) would clip them.
     """
 
     build: Callable
@@ -40,6 +43,7 @@ class Backbone:
     min_input_size: int = 32
     has_width: bool = False
     pool_before: Optional[str] = None
+    signed_block_inputs: bool = False
 
 
 def _mobilenet_v2(input_shape, weights, width):
@@ -76,7 +80,11 @@ def _torchvision(constructor):
 BACKBONES = {
     # keras.applications.MobileNetV2: inputs scaled to [-1, 1].
     "mobilenet_v2": Backbone(
-        build=_mobilenet_v2, mean=(127.5,) * 3, std=(127.5,) * 3, has_width=True
+        build=_mobilenet_v2,
+        mean=(127.5,) * 3,
+        std=(127.5,) * 3,
+        has_width=True,
+        signed_block_inputs=True,
     ),
     # keras.applications ResNets (v1, caffe-style): BGR, mean subtracted, no scaling.
     "resnet50": Backbone(

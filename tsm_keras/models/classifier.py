@@ -2,6 +2,7 @@
 
 import keras
 
+from tsm_keras.layers.temporal_aggregation import OFFLINE_OFFSETS, ONLINE_OFFSETS, TemporalAggregation
 from tsm_keras.layers.temporal_pool import TemporalMaxPool
 from tsm_keras.layers.temporal_shift import BIDIRECTIONAL, UNIDIRECTIONAL, TemporalShift
 from tsm_keras.layers.video import FoldTime, FrameNormalization, SegmentConsensus
@@ -16,18 +17,40 @@ from tsm_keras.models.insertion import (
 
 
 def _shift(mode):
-    def make(target, num_segments, shift_div):
+    def make(target, num_segments, shift_div, signed_inputs=False):
+        # The shift moves values and is blind to their sign: `signed_inputs` is unused.
         return TemporalShift(num_segments, shift_div, mode, name=module_name(target, "shift"))
 
     return make
 
 
-# Temporal modules by name: `f(target layer, num_segments, shift_div) -> layer`, or None for
-# the TSN baseline. '-online' variants are causal and can be streamed frame by frame.
+def _aggregation(offsets):
+    def make(target, num_segments, shift_div, signed_inputs=False):
+        # The reference's ReLU after the sum, except where block inputs are signed
+        # (MobileNetV2's linear bottlenecks), which it would clip; notes/tam.md measures it.
+        # The "shift" start makes the untrained model exactly the TSM one (same shift_div).
+        return TemporalAggregation(
+            num_segments,
+            offsets,
+            activation=None if signed_inputs else "relu",
+            initializer="shift",
+            shift_div=shift_div,
+            name=module_name(target, "tam"),
+        )
+
+    return make
+
+
+# Temporal modules by name: `f(target layer, num_segments, shift_div, signed_inputs=False)
+# -> layer`, or None for the TSN baseline. `signed_inputs` says whether the inputs of the
+# residual branches can be negative (the backbone preset's `signed_block_inputs`).
+# '-online' variants are causal and can be streamed frame by frame.
 TEMPORAL_MODULES = {
     "none": None,
     "tsm": _shift(BIDIRECTIONAL),
     "tsm-online": _shift(UNIDIRECTIONAL),
+    "tam": _aggregation(OFFLINE_OFFSETS),
+    "tam-online": _aggregation(ONLINE_OFFSETS),
 }
 
 
@@ -65,7 +88,9 @@ def build_video_classifier(
         num_segments: frames per clip T (default: the backbone preset's).
         input_size: frame side S (default: the preset's).
         temporal: a key of `TEMPORAL_MODULES`: 'tsm' (bidirectional), 'tsm-online'
-            (unidirectional, streamable) or 'none' (the TSN baseline).
+            (unidirectional, streamable), 'tam' (learned aggregation of frames t-1, t,
+            t+1), 'tam-online' (of frames t-1 and t, streamable) or 'none' (the TSN
+            baseline); or a function with the signature of its entries (experiments).
         shift_div: 1 / shift_div of the channels shift each way.
         shift_place: 'blockres' (residual branch) or 'block' (whole block input).
         temporal_pool: TSM+TP, max-pool over time before stage 2 (ResNets only).
@@ -96,14 +121,17 @@ def build_video_classifier(
         pooled_blocks = set(names[names.index(preset.pool_before):])
     out_segments = num_segments // 2 if temporal_pool else num_segments
 
-    make = TEMPORAL_MODULES[temporal]
+    make = TEMPORAL_MODULES[temporal] if isinstance(temporal, str) else temporal
     if make is None:
         network = insert_layers(base, after=pool_after, name="backbone") if pool_after else base
     else:
         network = insert_temporal_modules(
             base,
             lambda target: make(
-                target, out_segments if target in pooled_blocks else num_segments, shift_div
+                target,
+                out_segments if target in pooled_blocks else num_segments,
+                shift_div,
+                signed_inputs=preset.signed_block_inputs,
             ),
             place=shift_place,
             after=pool_after,
@@ -140,7 +168,7 @@ def _check_arguments(num_classes, backbone, preset, num_segments, input_size, te
             f"`input_size` must be an integer >= {preset.min_input_size} for {backbone!r}. "
             f"Received: {input_size!r}"
         )
-    if temporal not in TEMPORAL_MODULES:
+    if not callable(temporal) and temporal not in TEMPORAL_MODULES:
         raise ValueError(f"`temporal` must be one of {sorted(TEMPORAL_MODULES)}. Received: {temporal!r}")
     if shift_place not in PLACEMENTS:
         raise ValueError(f"`shift_place` must be one of {PLACEMENTS}. Received: {shift_place!r}")
