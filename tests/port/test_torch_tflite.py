@@ -1,0 +1,101 @@
+"""A ported streaming-demo checkpoint goes through tflite/convert.py as it is, and both
+streaming TFLite models give PyTorch's per-frame logits (PyTorch keeps its own buffers).
+
+Skipped without torch (`pip install -e .[port]`).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tests.port import torch_reference as ref  # noqa: E402
+from tsm_keras.export.runtime import ClipRunner, StreamRunner  # noqa: E402
+from tsm_keras.port import port_checkpoint  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SIZE, SEGMENTS, FRAMES, CLASSES = 64, 4, 8, 27
+TOLERANCE = 1e-4  # max abs difference of the per-frame logits, float32
+
+
+def clips(batch, seed):
+    """Raw RGB clips in [0, 255] whose frames all differ."""
+    return np.random.default_rng(seed).uniform(0, 255, (batch, FRAMES, SIZE, SIZE, 3)).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """The demo's bare state dict (random weights, BN statistics measured on random clips),
+    ported, then converted by the script in a subprocess, float32 only (the default)."""
+    tmp = tmp_path_factory.mktemp("jester")
+    torch.manual_seed(0)
+    net = ref.StreamingMobileNetV2(CLASSES)
+    calibration = ref.normalize(clips(4, seed=1))
+    ref.randomize(net, seed=0, calibrate=lambda: net.run(calibration))
+    path = tmp / "mobilenetv2_jester_online.pth.tar"
+    torch.save(net.state_dict(), path)
+    labels = tmp / "jester_labels.txt"
+    labels.write_text("".join(f"gesture {i}\n" for i in range(CLASSES)))
+    run = tmp / "runs" / "jester_online"
+    ported, _ = port_checkpoint(path, run, input_size=SIZE, segments=SEGMENTS, labels=labels)
+    assert ported.streaming_demo and ported.model_config["temporal"] == "tsm-online"
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "tflite", "convert.py"), str(run)],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return net, run
+
+
+def test_convert_accepts_the_ported_run_as_is(converted):
+    _, run = converted
+    out = run / "tflite"
+    assert {"clip_float32.tflite", "stream_float32.tflite", "stream_state_float32.tflite",
+            "labels.txt", "report.json"} == {p.name for p in out.iterdir()}
+    assert (out / "labels.txt").read_text() == (run / "labels.txt").read_text()
+    report = json.loads((out / "report.json").read_text())
+    assert report["class_names"] == [f"gesture {i}" for i in range(CLASSES)]
+    assert report["num_segments"] == SEGMENTS and report["input_size"] == SIZE
+    # The demo's 10 buffers, at 64 px: 16x16x3, 8x8x4 x2, 4x4x8 x3, 4x4x12 x2, 2x2x20 x2.
+    shapes = sorted(tuple(s["shape"]) for s in report["streaming"]["states"])
+    assert shapes == sorted([(1, 16, 16, 3)] + [(1, 8, 8, 4)] * 2 + [(1, 4, 4, 8)] * 3
+                            + [(1, 4, 4, 12)] * 2 + [(1, 2, 2, 20)] * 2)
+    for name, numbers in report["verification"].items():
+        difference = numbers.get("max_abs_difference", numbers.get("max_abs_difference_vs_keras"))
+        print(f"convert's own check, {name}: {difference:.2e}")
+        assert difference <= TOLERANCE
+
+
+def test_clip_tflite_matches_pytorch(converted):
+    # The causal clip model's logits are the mean of PyTorch's per-frame logits over its frames.
+    net, run = converted
+    runner = ClipRunner(str(run / "tflite" / "clip_float32.tflite"))
+    video = clips(2, seed=2)[:, :SEGMENTS]
+    with torch.no_grad():
+        expected = net.run(ref.normalize(video)).numpy().mean(axis=1)
+    difference = np.abs(np.stack([runner(clip) for clip in video]) - expected).max()
+    print(f"clip_float32.tflite: max |tflite - torch| = {difference:.2e}")
+    assert difference <= TOLERANCE
+
+
+@pytest.mark.parametrize("name", ["stream_float32.tflite", "stream_state_float32.tflite"])
+def test_streaming_tflite_matches_pytorch_frame_by_frame(converted, name):
+    net, run = converted
+    runner = StreamRunner(str(run / "tflite" / name))
+    video = clips(2, seed=0)
+    with torch.no_grad():
+        expected = net.run(ref.normalize(video)).numpy()  # (2, FRAMES, 27), PyTorch's own buffers
+    worst = 0.0
+    for clip, want in zip(video, expected):
+        runner.reset()
+        got = runner.run(clip)  # FRAMES steps, more than the SEGMENTS the clip model has
+        worst = max(worst, float(np.abs(got - want).max()))
+    print(f"{name}: max |tflite - torch| per frame = {worst:.2e} over {FRAMES} frames "
+          f"(logits up to {np.abs(expected).max():.2f})")
+    assert worst <= TOLERANCE
+    # The buffers carry something: later frames differ from what a fresh state gives.
+    assert np.abs(expected[:, 1:] - expected[:, :1]).max() > 100 * TOLERANCE
