@@ -1,4 +1,4 @@
-"""LiteRT (XNNPACK) latency on this machine: what the temporal shift costs in TFLite.
+"""LiteRT (XNNPACK) latency on this machine: what the temporal shift and TAM cost in TFLite.
 
     python benchmarks/tflite_latency.py [RUN_DIR] [--threads 1] [--rounds 5] [--repeats 20]
     python benchmarks/tflite_latency.py --build --input-size 224 --width 1.0 --segments 8
@@ -11,6 +11,10 @@ the shifts: a shift has no weights) and its bidirectional-TSM twin. Rows:
   Also the plain network without the in-graph normalisation (frames normalised outside):
   the cost of the normalisation's MUL + ADD.
 - per clip: clip TSM (online and bidirectional) vs clip TSN, float32 and int8. Target <= 1.03.
+- TAM (`--tam`, on by default): the same rows for TAM twins built with the same config and
+  the 2D weights copied by layer name (their TAM kernels keep the "shift" start: latency
+  does not depend on them): streaming TAM-online per frame (explicit state and resource
+  variables) vs the plain per-frame network, and clip TAM (r = 3) and TAM-online vs TSN.
 
 Models are timed in interleaved rounds (A, B, C, A, B, C, ...) so that the load of other
 processes on a shared machine falls on all of them alike; the table gives the median of all
@@ -44,6 +48,7 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per model per round")
     parser.add_argument("--calibration-clips", type=int, default=8)
     parser.add_argument("--keep", help="also write the .tflite files to this folder")
+    parser.add_argument("--no-tam", dest="tam", action="store_false", help="leave out the TAM rows")
     return parser.parse_args(argv)
 
 
@@ -56,6 +61,31 @@ def twins(model, config):
     for temporal in ("none", "tsm"):
         twin = build_video_classifier(**{**kwargs, "temporal": temporal})
         twin.set_weights(model.get_weights())
+        out[temporal] = twin
+    return out
+
+
+def _weighted_layers(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers"):
+            yield from _weighted_layers(layer)
+        elif layer.weights:
+            yield layer
+
+
+def tam_twins(model, config):
+    """TAM (r = 3) and TAM-online models of the same config with the 2D weights of `model`,
+    copied by layer name (the TAM kernels are new weights and keep their initial values)."""
+    from tsm_keras.models import build_video_classifier
+
+    kwargs = {k: v for k, v in config.items() if k not in ("temporal", "weights")}
+    source = {layer.name: layer for layer in _weighted_layers(model)}
+    out = {}
+    for temporal in ("tam", "tam-online"):
+        twin = build_video_classifier(**{**kwargs, "temporal": temporal})
+        for layer in _weighted_layers(twin):
+            if layer.name in source:
+                layer.set_weights(source[layer.name].get_weights())
         out[temporal] = twin
     return out
 
@@ -147,6 +177,9 @@ def main(argv=None):
             sys.exit(f"error: {run.path / 'model.keras'}: the streaming rows need a run trained with --temporal tsm-online")
     segments, size = int(model.input_shape[1]), int(model.input_shape[2])
     others = twins(model, config)
+    if args.tam:
+        others.update(tam_twins(model, config))
+        tam_stream = build_streaming_model(others["tam-online"], batch_size=1)
     clips, calibration_source = calibration_clips(run, args.calibration_clips, segments, size)
 
     print(f"# {source}; threads {args.threads}; {platform.processor() or platform.machine()}, "
@@ -175,6 +208,15 @@ def main(argv=None):
         files[("clip", "TSM (bidirectional) clip", precision)] = (
             convert(others["tsm"], CLIP, precision, rep(CLIP)), "serving_default")
         files[("clip", "TSN clip", precision)] = (convert(others["none"], CLIP, precision, rep(CLIP)), "serving_default")
+        if args.tam:
+            tam_state = convert(tam_stream, STREAM_STATE, precision, rep(STREAM_STATE, tam_stream))
+            files[("frame", "TAM-online stream (explicit state)", precision)] = (tam_state, "step")
+            files[("frame", "TAM-online stream (resource variables)", precision)] = (
+                with_resource_variables(tam_state), "step")
+            files[("clip", "TAM-online clip", precision)] = (
+                convert(others["tam-online"], CLIP, precision, rep(CLIP)), "serving_default")
+            files[("clip", "TAM (r = 3) clip", precision)] = (
+                convert(others["tam"], CLIP, precision, rep(CLIP)), "serving_default")
         print(f"# converted {precision} models ({time.time() - started:.0f} s)", flush=True)
     if args.keep:
         os.makedirs(args.keep, exist_ok=True)

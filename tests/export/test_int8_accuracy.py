@@ -1,5 +1,5 @@
 """int8 accuracy needs a trained network (a random one has near-tied logits): train the
-tiny TSM-online model on moving squares, then compare int8 with float top-1."""
+tiny TSM-online and TAM-online models on moving squares, then compare int8 with float top-1."""
 
 import keras
 import numpy as np
@@ -17,11 +17,12 @@ from tsm_keras.streaming import build_streaming_model
 
 
 @pytest.mark.slow
-def test_int8_accuracy_of_a_trained_model():
+@pytest.mark.parametrize("temporal", ["tsm-online", "tam-online"])
+def test_int8_accuracy_of_a_trained_model(temporal):
     train, train_labels = moving_squares(800, seed=0)
     val, val_labels = moving_squares(200, seed=1)
     keras.utils.set_random_seed(0)
-    model = build_video_classifier(4, num_segments=T, input_size=S, width=0.35, temporal="tsm-online",
+    model = build_video_classifier(4, num_segments=T, input_size=S, width=0.35, temporal=temporal,
                                    dropout=0.0, bn_momentum=0.9)
     model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(train.astype("float32"), train_labels, batch_size=16, epochs=16, verbose=0)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.training.conftest import TINY
-from tsm_keras.models import build_video_classifier
+from tsm_keras.models import build_video_classifier, parameter_overhead, temporal_modules
 from tsm_keras.training.callbacks import checkpoints, read_history
 from tsm_keras.training.evaluate import evaluate_run
 from tsm_keras.training.fit import train
@@ -105,3 +105,24 @@ def test_killed_run_resumes_after_its_last_epoch(tiny_data, tmp_path):
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert [n for _, n in checkpoints(out / "checkpoints")] == [3]
     assert "validation top-1" in second.stdout
+
+
+@pytest.mark.parametrize("temporal,window", [("tam", 3), ("tam-online", 2)])
+def test_tam_trains_end_to_end_and_reports_its_parameters(tiny_data, tmp_path, temporal, window):
+    lines = []
+    out = tmp_path / temporal
+    summary, run_dir, model = train(parse_args(fit_args(tiny_data, out, "--temporal", temporal, "--epochs", "1")),
+                                    log=lines.append)
+    assert json.loads((run_dir / "config.json").read_text())["model"]["temporal"] == temporal
+    assert summary["clips"] == 10
+    # The start-up summary: r * C per module and the total against the 2D model.
+    overhead = parameter_overhead(model)
+    channels = [int(layer.kernel.shape[1]) for layer in temporal_modules(model)]
+    assert list(overhead.per_module.values()) == [window * c for c in channels] and len(channels) == 10
+    line = next(l for l in lines if l.startswith("temporal parameters:"))
+    assert f"{window * channels[0]:,}, " in line and f"+{overhead.total:,} on the {overhead.base:,}" in line
+    # The best model reloads with its learned aggregation weights.
+    loaded = keras.models.load_model(run_dir / "model.keras")
+    clip = np.random.default_rng(0).uniform(0, 255, (1, 4, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(loaded(clip)), np.asarray(model(clip)), atol=1e-5)
+

@@ -215,7 +215,8 @@ class TemporalAggregation(keras.layers.Layer):
         k = self.past_frames
         # The window as (N, k + 1, H*W, C), oldest frame first: the same conv as `call`,
         # so streaming and offline give the same numbers.
-        cached = [state[..., i * channels : (i + 1) * channels] for i in range(k)]
+        # One cached frame is the whole state: no slice (a STRIDED_SLICE per module in TFLite).
+        cached = [state] if k == 1 else [state[..., i * channels : (i + 1) * channels] for i in range(k)]
         window = ops.concatenate(
             [ops.reshape(f, (-1, 1, height * width, channels)) for f in cached + [frame]], axis=1
         )

@@ -1,9 +1,10 @@
 """The per-frame (online) model: one frame and the temporal buffers in, logits and new buffers out.
 
-A causal video classifier (`temporal='tsm-online'`) gives for frame t an output that depends
-only on frames <= t. Each causal temporal layer keeps what it needs of the past in a buffer
-(for the unidirectional shift: the first `fold` channels of the previous frame's block
-input). The streaming model makes those buffers explicit:
+A causal video classifier (`temporal='tsm-online'` or `'tam-online'`) gives for frame t an
+output that depends only on frames <= t. Each causal temporal layer keeps what it needs of
+the past in a buffer (for the unidirectional shift: the first `fold` channels of the previous
+frame's block input; for TAM with offsets (-1, 0): the whole block input of the previous
+frame). The streaming model makes those buffers explicit:
 
     inputs:  {"frame": (B, H, W, 3) raw RGB, <layer name>: (B, h, w, c) per temporal layer}
     outputs: {"logits": (B, K) for this frame, <layer name>: the buffer for the next frame}
@@ -18,7 +19,9 @@ A temporal layer streams if it implements the protocol
     layer.state_shape(frame_shape_hwc) -> (h, w, c)
     layer.step(frame, state) -> (output, new_state)
 
-(`TemporalShift(mode='unidirectional')` does; so can any other causal temporal module).
+(`TemporalShift(mode='unidirectional')` and a causal `TemporalAggregation` do; so can any
+other causal temporal module). Nothing here or in the TFLite export depends on what a
+buffer holds: it is a named 4-D tensor that comes back under its own name.
 """
 
 import dataclasses
@@ -84,20 +87,20 @@ def streaming_modules(model):
     if not temporal:
         raise NotStreamableError(
             f"model '{model.name}' has no temporal layer (a model without a shift, e.g. TSN "
-            "with --temporal none): there is no state to stream. Train with --temporal tsm-online"
+            "with --temporal none): there is no state to stream. Train with --temporal tsm-online (or tam-online)"
         )
     blocking = [l.name for l in temporal if not _streams(l)]
     if blocking:
         raise NotStreamableError(
             f"model '{model.name}' has temporal layers that cannot run frame by frame: "
-            f"{blocking} (e.g. temporal pooling). Train without them, with --temporal tsm-online"
+            f"{blocking} (e.g. temporal pooling). Train without them, with --temporal tsm-online (or tam-online)"
         )
     offline = [l.name for l in temporal if not l.is_causal]
     if offline:
         raise NotStreamableError(
             f"model '{model.name}' was built with a bidirectional (offline) temporal module, "
             f"which reads the next frame: {offline[0]} and {len(offline) - 1} more. Streaming "
-            "needs a causal model: train with --temporal tsm-online"
+            "needs a causal model: train with --temporal tsm-online (or tam-online)"
         )
     return temporal
 

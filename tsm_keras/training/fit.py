@@ -15,7 +15,7 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from tsm_keras.models import BACKBONES, TEMPORAL_MODULES, build_video_classifier, temporal_modules
+from tsm_keras.models import BACKBONES, TEMPORAL_MODULES, build_video_classifier, parameter_overhead, temporal_modules
 from tsm_keras.training import callbacks, distribute, evaluation, recipe
 from tsm_keras.training.run_dir import CONFIG, LABELS, MODEL, write_json, write_text
 
@@ -127,7 +127,8 @@ def default_run_dir(o, dataset_name):
 
 
 def _describe(o):
-    temporal = {"none": "TSN (no temporal module)", "tsm": "TSM", "tsm-online": "online (uni-directional) TSM"}
+    temporal = {"none": "TSN (no temporal module)", "tsm": "TSM", "tsm-online": "online (uni-directional) TSM",
+                "tam": "TAM (frames t-1, t, t+1)", "tam-online": "online TAM (frames t-1, t)"}
     width = f" x{o.width:g}" if BACKBONES[o.backbone].has_width else ""
     return f"{temporal.get(o.temporal, o.temporal.upper())} on {o.backbone}{width}, {o.segments} frames of {o.input_size} px"
 
@@ -193,6 +194,11 @@ def train(options, log=print):
         write_text(run_dir / LABELS, "\n".join(class_names) + "\n")
     modules = len([m for m in temporal_modules(model) if m.name != "temporal_pool"])
     log(f"{_describe(o)}: {modules} temporal modules, {model.count_params():,} parameters")
+    overhead = parameter_overhead(model)
+    if overhead.total:  # learned modules (TAM): r * C weights each, against the 2D model
+        per_module = ", ".join(f"{count:,}" for count in overhead.per_module.values() if count)
+        log(f"temporal parameters: {per_module} per module; +{overhead.total:,} on the "
+            f"{overhead.base:,} of the 2D model (+{100 * overhead.fraction:.3f}%)")
     log(f"data: {train_src.num_clips} training / {val_src.num_clips} validation clips, {len(class_names)} classes ({train_path})")
     log(f"recipe: {o.optimizer}, lr {peak:.4g} (batch {o.batch_size} on {replicas} replica(s)), {o.schedule} schedule, "
         f"{o.epochs} epochs, run directory {run_dir}")
