@@ -29,3 +29,18 @@ def frames_that_differ(batch, num_segments, height, width, channels, seed=0):
     """Random frames, each clip's frames all different (a wrong frame cannot match by chance)."""
     rng = np.random.default_rng(seed)
     return rng.normal(size=(batch * num_segments, height, width, channels)).astype("float32")
+
+
+def temporal_aggregation(x, num_segments, kernel, offsets, activation="relu"):
+    """TAM of (B*T, H, W, C) frames: y_t = act(sum_j kernel[j] * x_{t+offsets[j]}), zeros outside."""
+    n, h, w, c = x.shape
+    clips = x.reshape(n // num_segments, num_segments, h, w, c).astype("float64")
+    out = np.zeros_like(clips)
+    for t in range(num_segments):
+        for weights, offset in zip(kernel, offsets):
+            source = t + offset
+            if 0 <= source < num_segments:
+                out[:, t] += weights * clips[:, source]
+    if activation == "relu":
+        out = np.maximum(out, 0)
+    return out.reshape(x.shape).astype(x.dtype)

@@ -47,6 +47,8 @@ def parse_args(argv=None):
                    "(the reference does this when fine-tuning on small data)")
     g.add_argument("--bn-momentum", type=float, default=0.9, help="BatchNormalization momentum (default: 0.9, "
                    "PyTorch's 0.1; Keras' MobileNetV2 0.999 is too slow for training from scratch)")
+    g.add_argument("--sync-bn", action="store_true", help="with several replicas, BatchNormalization uses the "
+                   "statistics of the global batch (default: each replica its own, like PyTorch DDP)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, help=f"{d('epochs')}")
     g.add_argument("--batch-size", type=int, help=f"global batch in clips, split over replicas {d('batch_size')}")

@@ -35,7 +35,9 @@ def free_ports(count):
 def test_two_local_workers_train_in_lockstep(tiny_data, tmp_path):
     """MultiWorkerMirroredStrategy from TF_CONFIG: two CPU workers on localhost ports."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
-    args = ["--data", str(tiny_data), "--out", str(tmp_path / "run"), *TINY, "--epochs", "1"]
+    # --sync-bn: BatchNormalization statistics over the global batch, so that the moving
+    # statistics agree too (without it each worker keeps its own, as PyTorch DDP does).
+    args = ["--data", str(tiny_data), "--out", str(tmp_path / "run"), *TINY, "--epochs", "1", "--sync-bn"]
     workers = []
     for index in range(2):
         env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3",

@@ -330,7 +330,7 @@ def _render_forward(pair, rng, frames, size):
     scale = size / _DESIGN_SIZE
     t = np.arange(frames, dtype=np.float64)
     background = _background(rng, size)
-    if rng.random() < 0.3:  # a static distractor shape
+    if rng.random() < 0.2:  # a static distractor shape
         outline = _shape(rng) * rng.uniform(4, 9) * scale + rng.uniform(0.15, 0.85, size=2) * size
         _paint(background, [outline], _colour(rng, background))
     colour = _colour(rng, background)
@@ -341,7 +341,7 @@ def _render_forward(pair, rng, frames, size):
         outline = _rotate(_shape(rng), rng.uniform(0, 2 * np.pi)) * rng.uniform(9, 15) * scale
         # The frame is a torus: a uniform start keeps every frame's position uniform, and what
         # leaves on one side shows on the other, so the whole shape is always in view.
-        along = (rng.uniform(0, size) + rng.uniform(2.0, 3.5) * scale * t) % size
+        along = (rng.uniform(0, size) + rng.uniform(2.5, 4.0) * scale * t) % size
         across = rng.uniform(0.25, 0.75) * size
         for i in range(frames):
             copies = [(along[i] + wrap, across) for wrap in (-size, 0, size)]
@@ -359,12 +359,12 @@ def _render_forward(pair, rng, frames, size):
         unit = _shape(rng) * radius
         # A black or white disc off the centre turns with the shape: nothing looks the same after
         # less than a full turn, so even 3 frames (the widest gap of TSN sampling of 8 from 16) at
-        # 14 degrees a frame cannot pass for a turn the other way. (Black or white: JPEG keeps
+        # 16 degrees a frame cannot pass for a turn the other way. (Black or white: JPEG keeps
         # brightness edges, but blurs a small disc that differs only in colour.)
         marker = _SHAPES["circle"] * 0.22 * radius + (0.55 * radius, 0)
         marker_colour = np.full(3, 0.0 if colour @ (0.299, 0.587, 0.114) > 128 else 255.0, np.float32)
         centre = rng.uniform(0.3, 0.7, size=2) * size
-        angle = rng.uniform(0, 2 * np.pi) + np.deg2rad(rng.uniform(8, 14)) * t  # clockwise: y points down
+        angle = rng.uniform(0, 2 * np.pi) + np.deg2rad(rng.uniform(10, 16)) * t  # clockwise: y points down
         for i in range(frames):
             shape, dot = _rotate(unit, angle[i]) + centre, _rotate(marker, angle[i]) + centre
             painted.append([([shape], colour), ([dot], marker_colour)])
@@ -383,18 +383,18 @@ def _render_forward(pair, rng, frames, size):
         for polygons, layer_colour in layers:
             _paint(frame, polygons, layer_colour)
     clip *= gain[:, None, None, None].astype(np.float32)
-    clip += rng.uniform(1, 4) * rng.standard_normal(clip.shape, dtype=np.float32)
+    clip += rng.uniform(0.5, 3) * rng.standard_normal(clip.shape, dtype=np.float32)
     return np.clip(np.rint(clip), 0, 255).astype(np.uint8)
 
 
 def _sawtooth(rng, t):
-    """A ramp from 0 to 1 over a random period longer than the clip, at a uniform random phase."""
-    return (rng.uniform(0, 1) + t / rng.uniform(18, 26)) % 1.0
+    """A ramp from 0 to 1 over a random period of 16 to 22 frames, at a uniform random phase."""
+    return (rng.uniform(0, 1) + t / rng.uniform(16, 22)) % 1.0
 
 
 def _background(rng, size):
     low, high = rng.uniform(20, 235, size=(2, 3))
-    kind = rng.integers(4)
+    kind = rng.choice(4, p=(0.35, 0.35, 0.15, 0.15))
     if kind >= 2:  # textures stay fainter than the shapes
         high = low + (high - low) * rng.uniform(0.3, 0.6)
     if kind == 0:  # solid

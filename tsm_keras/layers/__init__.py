@@ -1,3 +1,4 @@
+from tsm_keras.layers.temporal_aggregation import TemporalAggregation
 from tsm_keras.layers.temporal_pool import TemporalMaxPool
 from tsm_keras.layers.temporal_shift import TemporalShift
 from tsm_keras.layers.video import FoldTime, FrameNormalization, SegmentConsensus

@@ -4,10 +4,13 @@ A preset is data, not a subclass: to add a backbone, add an entry to `BACKBONES`
 """
 
 import dataclasses
+import functools
 import os
 from typing import Callable, Optional
 
 import keras
+
+from tsm_keras.models.torchvision_backbones import torchvision_mobilenet_v2, torchvision_resnet
 
 IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)  # [0.485, 0.456, 0.406] * 255
 IMAGENET_STD_RGB = (58.395, 57.12, 57.375)  # [0.229, 0.224, 0.225] * 255
@@ -26,6 +29,9 @@ class Backbone:
         min_input_size: smallest input side it accepts.
         has_width: whether `width` (a width multiplier) is supported.
         pool_before: the layer before which TSM+TP pools over time (None: not supported).
+        signed_block_inputs: the inputs of the residual branches (where temporal modules
+            go) can be negative: MobileNetV2's linear bottlenecks, unlike ResNet's post-ReLU
+            block inputs. A module that ends in a ReLU (TAM's) would clip them.
     """
 
     build: Callable
@@ -37,6 +43,7 @@ class Backbone:
     min_input_size: int = 32
     has_width: bool = False
     pool_before: Optional[str] = None
+    signed_block_inputs: bool = False
 
 
 def _mobilenet_v2(input_shape, weights, width):
@@ -52,10 +59,32 @@ def _keras_resnet(constructor):
     return build
 
 
+def _torchvision(constructor):
+    """Twins of the PyTorch backbones of the released TSM models (random or ported weights)."""
+
+    def build(input_shape, weights, width):
+        if weights == "imagenet":
+            raise ValueError(
+                "The torchvision-compatible backbones have no Keras ImageNet weights to download: "
+                "port a PyTorch checkpoint with `python -m tsm_keras.port`, or pass the path of "
+                "a weights file saved from this backbone."
+            )
+        model = constructor(input_shape)
+        if weights is not None:
+            model.load_weights(weights)
+        return model
+
+    return build
+
+
 BACKBONES = {
     # keras.applications.MobileNetV2: inputs scaled to [-1, 1].
     "mobilenet_v2": Backbone(
-        build=_mobilenet_v2, mean=(127.5,) * 3, std=(127.5,) * 3, has_width=True
+        build=_mobilenet_v2,
+        mean=(127.5,) * 3,
+        std=(127.5,) * 3,
+        has_width=True,
+        signed_block_inputs=True,
     ),
     # keras.applications ResNets (v1, caffe-style): BGR, mean subtracted, no scaling.
     "resnet50": Backbone(
@@ -71,6 +100,23 @@ BACKBONES = {
         std=(1.0, 1.0, 1.0),
         reverse_channels=True,
         pool_before="conv3_block1_1_conv",
+    ),
+    # Layer-for-layer twins of the PyTorch backbones of the released TSM checkpoints
+    # (torchvision ResNet v1.5, the TSM MobileNetV2): RGB, ImageNet mean/std, as trained.
+    "resnet50_tv": Backbone(
+        build=_torchvision(functools.partial(torchvision_resnet, 50)),
+        mean=IMAGENET_MEAN_RGB,
+        std=IMAGENET_STD_RGB,
+        pool_before="conv3_block1_1_conv",
+    ),
+    "resnet101_tv": Backbone(
+        build=_torchvision(functools.partial(torchvision_resnet, 101)),
+        mean=IMAGENET_MEAN_RGB,
+        std=IMAGENET_STD_RGB,
+        pool_before="conv3_block1_1_conv",
+    ),
+    "mobilenet_v2_tv": Backbone(
+        build=_torchvision(torchvision_mobilenet_v2), mean=IMAGENET_MEAN_RGB, std=IMAGENET_STD_RGB
     ),
 }
 

@@ -2,6 +2,7 @@
 
 import keras
 
+from tsm_keras.layers.temporal_aggregation import OFFLINE_OFFSETS, ONLINE_OFFSETS, TemporalAggregation
 from tsm_keras.layers.temporal_pool import TemporalMaxPool
 from tsm_keras.layers.temporal_shift import BIDIRECTIONAL, UNIDIRECTIONAL, TemporalShift
 from tsm_keras.layers.video import FoldTime, FrameNormalization, SegmentConsensus
@@ -16,18 +17,40 @@ from tsm_keras.models.insertion import (
 
 
 def _shift(mode):
-    def make(target, num_segments, shift_div):
+    def make(target, num_segments, shift_div, signed_inputs=False):
+        # The shift moves values and is blind to their sign: `signed_inputs` is unused.
         return TemporalShift(num_segments, shift_div, mode, name=module_name(target, "shift"))
 
     return make
 
 
-# Temporal modules by name: `f(target layer, num_segments, shift_div) -> layer`, or None for
-# the TSN baseline. '-online' variants are causal and can be streamed frame by frame.
+def _aggregation(offsets):
+    def make(target, num_segments, shift_div, signed_inputs=False):
+        # The reference's ReLU after the sum, except where block inputs are signed
+        # (MobileNetV2's linear bottlenecks), which it would clip; notes/tam.md measures it.
+        # The "shift" start makes the untrained model exactly the TSM one (same shift_div).
+        return TemporalAggregation(
+            num_segments,
+            offsets,
+            activation=None if signed_inputs else "relu",
+            initializer="shift",
+            shift_div=shift_div,
+            name=module_name(target, "tam"),
+        )
+
+    return make
+
+
+# Temporal modules by name: `f(target layer, num_segments, shift_div, signed_inputs=False)
+# -> layer`, or None for the TSN baseline. `signed_inputs` says whether the inputs of the
+# residual branches can be negative (the backbone preset's `signed_block_inputs`).
+# '-online' variants are causal and can be streamed frame by frame.
 TEMPORAL_MODULES = {
     "none": None,
     "tsm": _shift(BIDIRECTIONAL),
     "tsm-online": _shift(UNIDIRECTIONAL),
+    "tam": _aggregation(OFFLINE_OFFSETS),
+    "tam-online": _aggregation(ONLINE_OFFSETS),
 }
 
 
@@ -45,6 +68,7 @@ def build_video_classifier(
     weights=None,
     partial_bn=False,
     bn_momentum=None,
+    sync_batch_norm=False,
     name="video_classifier",
 ):
     """A TSM (or TSN, or other temporal module) video classifier.
@@ -64,7 +88,9 @@ def build_video_classifier(
         num_segments: frames per clip T (default: the backbone preset's).
         input_size: frame side S (default: the preset's).
         temporal: a key of `TEMPORAL_MODULES`: 'tsm' (bidirectional), 'tsm-online'
-            (unidirectional, streamable) or 'none' (the TSN baseline).
+            (unidirectional, streamable), 'tam' (learned aggregation of frames t-1, t,
+            t+1), 'tam-online' (of frames t-1 and t, streamable) or 'none' (the TSN
+            baseline); or a function with the signature of its entries (experiments).
         shift_div: 1 / shift_div of the channels shift each way.
         shift_place: 'blockres' (residual branch) or 'block' (whole block input).
         temporal_pool: TSM+TP, max-pool over time before stage 2 (ResNets only).
@@ -75,6 +101,8 @@ def build_video_classifier(
             as the reference does when fine-tuning on small data sets.
         bn_momentum: override the backbone's BatchNormalization momentum (Keras
             MobileNetV2 uses 0.999, too slow to train from scratch in few steps).
+        sync_batch_norm: under a tf.distribute strategy, normalise with the statistics of
+            the global batch (all replicas) instead of each replica's own.
     """
     preset = get_backbone(backbone)
     num_segments = preset.num_segments if num_segments is None else num_segments
@@ -83,7 +111,7 @@ def build_video_classifier(
                      shift_place, temporal_pool, dropout)
 
     base = build_backbone(backbone, input_size, weights=weights, width=width)
-    _set_batch_norm(base, partial_bn, bn_momentum)
+    _set_batch_norm(base, partial_bn, bn_momentum, sync_batch_norm)
 
     # TSM+TP: pool over time before stage 2; later blocks (and the consensus) see T / 2.
     pool_after, pooled_blocks = {}, set()
@@ -93,14 +121,17 @@ def build_video_classifier(
         pooled_blocks = set(names[names.index(preset.pool_before):])
     out_segments = num_segments // 2 if temporal_pool else num_segments
 
-    make = TEMPORAL_MODULES[temporal]
+    make = TEMPORAL_MODULES[temporal] if isinstance(temporal, str) else temporal
     if make is None:
         network = insert_layers(base, after=pool_after, name="backbone") if pool_after else base
     else:
         network = insert_temporal_modules(
             base,
             lambda target: make(
-                target, out_segments if target in pooled_blocks else num_segments, shift_div
+                target,
+                out_segments if target in pooled_blocks else num_segments,
+                shift_div,
+                signed_inputs=preset.signed_block_inputs,
             ),
             place=shift_place,
             after=pool_after,
@@ -137,7 +168,7 @@ def _check_arguments(num_classes, backbone, preset, num_segments, input_size, te
             f"`input_size` must be an integer >= {preset.min_input_size} for {backbone!r}. "
             f"Received: {input_size!r}"
         )
-    if temporal not in TEMPORAL_MODULES:
+    if not callable(temporal) and temporal not in TEMPORAL_MODULES:
         raise ValueError(f"`temporal` must be one of {sorted(TEMPORAL_MODULES)}. Received: {temporal!r}")
     if shift_place not in PLACEMENTS:
         raise ValueError(f"`shift_place` must be one of {PLACEMENTS}. Received: {shift_place!r}")
@@ -149,11 +180,12 @@ def _check_arguments(num_classes, backbone, preset, num_segments, input_size, te
         raise ValueError(f"`dropout` must be in [0, 1). Received: {dropout!r}")
 
 
-def _set_batch_norm(model, partial_bn, momentum):
+def _set_batch_norm(model, partial_bn, momentum, synchronized):
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     for layer in norms:
         if momentum is not None:
             layer.momentum = momentum
+        layer.synchronized = synchronized
     if partial_bn:
         # A frozen Keras BatchNormalization also runs in inference mode (moving statistics),
         # which is what PyTorch's partial BN does with .eval() and requires_grad=False.

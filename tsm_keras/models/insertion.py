@@ -4,10 +4,12 @@ The 2D model is never changed: `clone_model` builds a new graph through the *sam
 objects, so the temporal model shares every weight with the model it was made from.
 """
 
+import dataclasses
 import re
 
 import keras
 
+from tsm_keras.layers.temporal_aggregation import OFFLINE_OFFSETS, TemporalAggregation
 from tsm_keras.layers.temporal_pool import TemporalMaxPool
 from tsm_keras.layers.temporal_shift import BIDIRECTIONAL, TemporalShift
 
@@ -24,24 +26,26 @@ _RESNET_BRANCH = re.compile(r"^conv(\d+)_block(\d+)_1_conv$")
 _MOBILENET_BRANCH = re.compile(r"^block_(\d+)_expand$")
 
 # Layers that mix information across frames (what `temporal_modules` reports).
-TEMPORAL_LAYERS = (TemporalShift, TemporalMaxPool)
+TEMPORAL_LAYERS = (TemporalShift, TemporalAggregation, TemporalMaxPool)
 
-# Deep ResNets (>= 23 blocks in stage 4, i.e. ResNet-101 and deeper) shift every other block,
-# as the reference code does.
+# Deep ResNets (>= 23 blocks in stage 4, i.e. ResNet-101 and deeper) shift the residual
+# branch of every other block, as the reference code does; its 'block' placement shifts
+# every block whatever the depth, and checkpoints trained that way must be rebuilt that way.
 _DEEP_RESNET_BLOCKS = 23
 
 
-def find_insertion_points(model):
+def find_insertion_points(model, place=BLOCKRES):
     """Names of the layers before which TSM shifts (the first layer of each residual branch).
 
     Known: keras.applications ResNet50/101/152 and MobileNetV2, and the tsm_keras backbones
     that follow the same layer names. For any other model, pass `layer_names` explicitly.
+    `place` matters for deep ResNets only: 'blockres' shifts every other block there.
     """
     names = [layer.name for layer in model.layers]
     resnet = [(int(m[1]), int(m[2]), n) for n in names if (m := _RESNET_BRANCH.match(n))]
     if resnet:
         stage4 = sum(1 for stage, _, _ in resnet if stage == 4)
-        every = 2 if stage4 >= _DEEP_RESNET_BLOCKS else 1
+        every = 2 if stage4 >= _DEEP_RESNET_BLOCKS and place == BLOCKRES else 1
         return [name for _, block, name in resnet if (block - 1) % every == 0]
     adds = set(names)
     mobilenet = [
@@ -123,7 +127,7 @@ def insert_temporal_modules(
     """
     if place not in PLACEMENTS:
         raise ValueError(f"`place` must be one of {PLACEMENTS}. Received: place={place!r}")
-    targets = list(layer_names) if layer_names is not None else find_insertion_points(model)
+    targets = list(layer_names) if layer_names is not None else find_insertion_points(model, place)
     modules = {target: make_module(target) for target in targets}
     after = dict(after or {})
     if place == BLOCKRES:
@@ -167,6 +171,41 @@ def insert_temporal_shift(
     return insert_temporal_modules(model, make_shift, place, layer_names, name)
 
 
+def insert_temporal_aggregation(
+    model,
+    num_segments,
+    offsets=OFFLINE_OFFSETS,
+    activation="relu",
+    initializer="shift",
+    shift_div=8,
+    place=BLOCKRES,
+    layer_names=None,
+    name=None,
+):
+    """Turn a 2D model into a TAM model: a `TemporalAggregation` where TSM would shift.
+
+    Arguments as `TemporalAggregation` and `insert_temporal_shift`. Each module adds
+    `len(offsets) * C` parameters (C: the channels of its block input).
+
+    Example:
+
+    >>> import keras
+    >>> base = keras.applications.MobileNetV2((32, 32, 3), alpha=0.35, include_top=False, weights=None)
+    >>> tam = insert_temporal_aggregation(base, num_segments=4, activation=None)
+    >>> [layer.name for layer in temporal_modules(tam)][:2]
+    ['block_2_tam', 'block_4_tam']
+    >>> tam.count_params() - base.count_params()  # 3 * (8 + 16 + 16 + 24 * 3 + 32 * 2 + 56 * 2)
+    864
+    """
+
+    def make_aggregation(target):
+        return TemporalAggregation(
+            num_segments, offsets, activation, initializer, shift_div, name=module_name(target, "tam")
+        )
+
+    return insert_temporal_modules(model, make_aggregation, place, layer_names, name)
+
+
 def temporal_modules(model, types=TEMPORAL_LAYERS):
     """The layers of `types` in a model, nested models included, in graph order."""
     found = []
@@ -176,3 +215,49 @@ def temporal_modules(model, types=TEMPORAL_LAYERS):
         elif isinstance(layer, types):
             found.append(layer)
     return found
+
+
+@dataclasses.dataclass(frozen=True)
+class ParameterOverhead:
+    """Parameters that the temporal modules of a model add to its 2D network.
+
+    Attributes:
+        per_module: {module name: parameters}, in graph order (0 for shifts and pooling;
+            `len(offsets) * C` for a `TemporalAggregation` on C channels).
+        base: parameters of the rest of the model: the 2D model (with its head) as built.
+    """
+
+    per_module: dict
+    base: int
+
+    @property
+    def total(self):
+        return sum(self.per_module.values())
+
+    @property
+    def fraction(self):
+        return self.total / self.base if self.base else 0.0
+
+    def __str__(self):
+        lines = [f"{'module':<24}{'parameters':>12}"]
+        lines += [f"{name:<24}{count:>12,}" for name, count in self.per_module.items()]
+        lines.append(
+            f"{len(self.per_module)} temporal modules: +{self.total:,} parameters on the "
+            f"{self.base:,} of the 2D model (+{100 * self.fraction:.3f}%)"
+        )
+        return "\n".join(lines)
+
+
+def parameter_overhead(model):
+    """What the temporal modules of `model` cost in parameters, counted from its weights.
+
+    Example:
+
+    >>> import keras
+    >>> base = keras.applications.MobileNetV2((32, 32, 3), alpha=0.35, include_top=False, weights=None)
+    >>> overhead = parameter_overhead(insert_temporal_aggregation(base, 4, offsets=(-1, 0)))
+    >>> overhead.per_module["block_2_tam"], overhead.total, overhead.base == base.count_params()
+    (16, 576, True)
+    """
+    per_module = {layer.name: layer.count_params() for layer in temporal_modules(model)}
+    return ParameterOverhead(per_module, model.count_params() - sum(per_module.values()))

@@ -46,6 +46,7 @@ class FitOptions:
     partial_bn: bool = False
     head_lr_mult: float = 1.0
     bn_momentum: float = 0.9
+    sync_bn: bool = False
     weights: Optional[str] = None
     mixed_precision: bool = False
     xla: bool = False
@@ -110,7 +111,8 @@ def model_kwargs(o, num_classes):
     return dict(num_classes=num_classes, backbone=o.backbone, num_segments=o.segments,
                 input_size=o.input_size, temporal=o.temporal, shift_div=o.shift_div,
                 shift_place=o.shift_place, temporal_pool=o.temporal_pool, dropout=o.dropout,
-                width=o.width, partial_bn=o.partial_bn, bn_momentum=o.bn_momentum)
+                width=o.width, partial_bn=o.partial_bn, bn_momentum=o.bn_momentum,
+                sync_batch_norm=o.sync_bn)
 
 
 def default_run_dir(o, dataset_name):
@@ -203,12 +205,15 @@ def train(options, log=print):
                                     batch_size=o.batch_size).map(lambda clips, labels: (clips[:, 0], labels))
     if replicas > 1:
         train_ds, val_ds = (_shard_by_data(ds) for ds in (train_ds, val_ds))
+    distribute.patch_keras_for_multi_worker(model, strategy, val_ds)
 
     scratch = Path(tempfile.mkdtemp(prefix="tsm-worker-")) if not chief else None
     cbs = [
         keras.callbacks.TerminateOnNaN(),
-        callbacks.EpochCheckpoint(run_dir / "checkpoints", write=chief),
+        # History and best model first: the checkpoint, written last, marks the epoch as done,
+        # so a run killed in between redoes that epoch and its history row.
         callbacks.RunLogger(run_dir, initial_epoch=initial_epoch, write=chief),
+        callbacks.EpochCheckpoint(run_dir / "checkpoints", write=chief),
         keras.callbacks.TensorBoard(str((run_dir if chief else scratch) / "logs"), write_graph=False),
     ]
     cbs.append(data.SkipReport({"train": train_src, "val": val_src}, print_fn=log))

@@ -1,0 +1,214 @@
+"""Porting logic that needs no PyTorch: names, leftovers, missing tensors, bad files, outputs.
+
+State dicts come from tests/port/synthetic.py (NumPy, official names) and travel as .npz.
+"""
+
+import json
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from tests.port.synthetic import mobilenet_v2_state, resnet_state
+from tsm_keras.models import build_video_classifier, temporal_modules
+from tsm_keras.port import PortError, parse_file_name, port_checkpoint, port_state_dict, read_checkpoint
+from tsm_keras.port.__main__ import main
+
+T, S = 4, 32
+
+
+def save_npz(path, state):
+    np.savez(path, **state)
+    return path
+
+
+def test_file_name_pattern():
+    hints = parse_file_name("/x/TSM_kinetics_RGB_resnet50_shift8_blockres_tpool_avg_segment8_e100_dense.pth")
+    assert hints["dataset"] == "kinetics" and hints["arch"] == "resnet50" and hints["segments"] == 8
+    assert hints["shift_div"] == 8 and hints["shift_place"] == "blockres" and hints["tpool"] and hints["dense"]
+    tsn = parse_file_name("TSM_something_RGB_resnet50_avg_segment5_e50.pth")
+    assert tsn["shift"] is False and tsn["segments"] == 5 and "shift_div" not in tsn
+    assert parse_file_name("TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment8_e100_dense_nl.pth")["non_local"]
+    assert parse_file_name("mobilenetv2_jester_online.pth.tar") == {}
+
+
+def test_mobilenet_v2_tensors_land_on_the_layers_of_the_same_name(tmp_path):
+    state = mobilenet_v2_state(num_classes=5)
+    path = save_npz(tmp_path / "TSM_kinetics_RGB_mobilenetv2_shift8_blockres_avg_segment4_e50.npz", state)
+    ported, model_path = port_checkpoint(path, tmp_path / "run", input_size=S)
+    assert ported.model_config == {
+        "num_classes": 5, "backbone": "mobilenet_v2_tv", "num_segments": T, "input_size": S,
+        "temporal": "tsm", "shift_div": 8, "shift_place": "blockres", "temporal_pool": False, "dropout": 0.5,
+    }
+    # every tensor but the 52 BN step counters
+    assert ported.tensors == len(state) - sum(name.endswith("num_batches_tracked") for name in state)
+    model = keras.models.load_model(model_path)
+    backbone = model.get_layer("backbone")
+    base = "module.base_model.features"
+    np.testing.assert_array_equal(  # shifted 1x1 conv (out, in, 1, 1) -> (1, 1, in, out)
+        backbone.get_layer("block_2_expand").kernel, state[f"{base}.3.conv.0.net.weight"].transpose(2, 3, 1, 0)
+    )
+    np.testing.assert_array_equal(  # depthwise (C, 1, 3, 3) -> (3, 3, C, 1)
+        backbone.get_layer("block_1_depthwise").kernel, state[f"{base}.2.conv.3.weight"].transpose(2, 3, 0, 1)
+    )
+    np.testing.assert_array_equal(  # t=1 block: features.1 = expanded_conv (no expansion conv)
+        backbone.get_layer("expanded_conv_project").kernel, state[f"{base}.1.conv.3.weight"].transpose(2, 3, 1, 0)
+    )
+    bn = backbone.get_layer("block_16_project_BN")
+    for keras_name, torch_name in [("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"), ("moving_variance", "running_var")]:
+        np.testing.assert_array_equal(getattr(bn, keras_name), state[f"{base}.17.conv.7.{torch_name}"])
+    np.testing.assert_array_equal(backbone.get_layer("Conv_1").kernel, state[f"{base}.18.0.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(model.get_layer("logits").kernel, state["module.new_fc.weight"].T)
+    np.testing.assert_array_equal(model.get_layer("logits").bias, state["module.new_fc.bias"])
+    assert backbone.get_layer("bn_Conv1").epsilon == 1e-5
+
+    run = tmp_path / "run"
+    assert sorted(os.listdir(run)) == ["config.json", "labels.txt", "model.keras"]
+    config = json.loads((run / "config.json").read_text())
+    assert config["class_names"] == [f"class_{i}" for i in range(5)]
+    assert (run / "labels.txt").read_text().split() == config["class_names"]
+    assert config["preprocessing"]["color"] == "RGB"
+    assert config["preprocessing"]["mean"] == [0.485, 0.456, 0.406]
+    assert config["preprocessing"]["std"] == [0.229, 0.224, 0.225]
+    # the contract of evaluate.py / convert.py: config["model"] rebuilds the same model
+    rebuilt = build_video_classifier(**config["model"])
+    assert [layer.name for layer in rebuilt.get_layer("backbone").layers] == [layer.name for layer in backbone.layers]
+    rebuilt.set_weights(model.get_weights())
+    clip = np.random.default_rng(0).uniform(0, 255, (1, T, S, S, 3)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(rebuilt(clip)), np.asarray(model(clip)))
+
+
+def test_resnet_placement_and_pooling_come_from_the_net_wrappers():
+    ported = port_state_dict(resnet_state(50, place="block", tpool=True), segments=T, input_size=S)
+    config = ported.model_config
+    assert config["backbone"] == "resnet50_tv" and config["shift_place"] == "block" and config["temporal_pool"]
+    modules = {layer.name: layer.num_segments for layer in temporal_modules(ported.model)}
+    assert modules["temporal_pool"] == T and modules["conv2_block3_shift"] == T and modules["conv3_block1_shift"] == T // 2
+    assert len(modules) == 17
+
+
+def test_leftover_and_missing_tensors_fail_with_their_names():
+    state = mobilenet_v2_state()
+    state["module.base_model.features.3.conv.9.weight"] = np.zeros((1,), "float32")
+    del state["module.base_model.features.5.conv.4.running_var"]
+    with pytest.raises(PortError) as error:
+        port_state_dict(state, segments=T, input_size=S)
+    message = str(error.value)
+    assert "module.base_model.features.3.conv.9.weight" in message  # leftover, as named in the file
+    assert "features.5.conv.4.running_var" in message  # missing
+    assert "\n" not in message
+
+
+def test_wrong_shapes_fail_with_their_names():
+    state = mobilenet_v2_state(num_classes=5)
+    state["module.new_fc.weight"] = np.zeros((5, 1000), "float32")
+    with pytest.raises(PortError, match=r"module.new_fc.weight \[5, 1000\] for logits/kernel \[1280, 5\]"):
+        port_state_dict(state, segments=T, input_size=S)
+
+
+def test_shifts_where_the_model_does_not_put_them_are_refused():
+    state = resnet_state(50)
+    # a shift on block 2 of layer1 removed: the model would shift there, the checkpoint does not
+    state["module.base_model.layer1.1.conv1.weight"] = state.pop("module.base_model.layer1.1.conv1.net.weight")
+    with pytest.raises(PortError, match=r"only the model wraps \['layer1.1.conv1'\]"):
+        port_state_dict(state, segments=T, input_size=S)
+
+
+@pytest.mark.parametrize(
+    "state,options,message",
+    [
+        (lambda: {**resnet_state(50), "module.base_model.layer2.0.nl.g.0.weight": np.zeros((1, 1, 1, 1, 1), "float32")},
+         {}, r"non-local .* not supported.*layer2.0.nl.g.0.weight"),
+        (lambda: resnet_state(18), {}, "basic blocks"),
+        (lambda: {**resnet_state(50), "module.base_model.conv1.weight": np.zeros((64, 10, 7, 7), "float32")},
+         {}, "10 input channels: only RGB"),
+        (lambda: {"features.1.conv.0.0.weight": np.zeros((32, 1, 3, 3), "float32"), "features.0.0.weight": np.zeros((32, 3, 3, 3), "float32")},
+         {}, "torchvision's own MobileNetV2 layout"),
+        (lambda: {"encoder.weight": np.zeros((3, 3), "float32")}, {}, "not a TSM ResNet-50/101 or MobileNetV2"),
+        (lambda: resnet_state(50), {"arch": "mobilenetv2"}, "--arch says 'mobilenetv2' but the tensors are those of a resnet50_tv"),
+        (lambda: resnet_state(50), {"name_hints": {"arch": "resnet101"}}, "file name says 'resnet101'"),
+        (lambda: resnet_state(50), {"num_classes": 400}, "--num-classes 400 but the checkpoint's classifier has 5"),
+        (lambda: resnet_state(50), {"shift_place": "block"}, "--shift-place block but the checkpoint shifts as 'blockres'"),
+        (lambda: resnet_state(50), {"tpool": True}, "--tpool but the checkpoint does not pool"),
+        (lambda: resnet_state(50), {"temporal": "none"}, "temporal='none' but the checkpoint shifts"),
+        (lambda: resnet_state(50, place=None), {"temporal": "tsm"}, "no temporal shift"),
+        (lambda: mobilenet_v2_state(base="", head="classifier", shifted=False), {"shift_div": 4}, "1/8"),
+    ],
+)
+def test_other_architectures_and_contradictions_are_refused(state, options, message):
+    options = {"segments": T, "input_size": S, **options}
+    with pytest.raises(PortError, match=message):
+        port_state_dict(state(), **options)
+
+
+def test_the_streaming_demo_layout_is_unidirectional():
+    # bare state dict: no 'module.', no 'base_model.', no '.net', classifier named 'classifier'
+    state = mobilenet_v2_state(num_classes=27, shifted=False, base="", head="classifier")
+    ported = port_state_dict(state, segments=T, input_size=S)
+    assert ported.streaming_demo and ported.model_config["temporal"] == "tsm-online"
+    assert len(temporal_modules(ported.model)) == 10
+    assert port_state_dict(state, segments=T, input_size=S, temporal="tsm").model_config["temporal"] == "tsm"
+
+
+def test_tsn_checkpoints_port_without_shifts():
+    ported = port_state_dict(mobilenet_v2_state(shifted=False), segments=T, input_size=S)
+    assert ported.model_config["temporal"] == "none" and not temporal_modules(ported.model)
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"", "empty"),
+        (b"this is not a checkpoint\n", "not a readable .npz"),
+        ("truncated", "not a readable .npz"),
+    ],
+)
+def test_corrupt_files_give_one_line_errors_and_write_nothing(tmp_path, capsys, content, message):
+    path = tmp_path / "model.npz"
+    if content == "truncated":
+        save_npz(path, mobilenet_v2_state())
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(PortError, match=message):
+        read_checkpoint(path)
+    (tmp_path / "runs").mkdir()
+    out = tmp_path / "runs" / "run"
+    assert main([str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message.split()[0] in err
+    assert not out.exists() and os.listdir(tmp_path / "runs") == []  # no half-written model, no temp dir
+
+
+def test_a_failing_port_leaves_existing_outputs_alone(tmp_path, capsys):
+    good = str(save_npz(tmp_path / "good.npz", mobilenet_v2_state()))
+    out = tmp_path / "run"
+    assert main([good, "--out", str(out), "--segments", str(T), "--input-size", str(S)]) == 0
+    before = {name: (out / name).read_bytes() for name in os.listdir(out)}
+    assert main([good, "--out", str(out), "--segments", str(T), "--input-size", str(S)]) == 2  # exists
+    assert "--force" in capsys.readouterr().err
+    broken = mobilenet_v2_state()
+    del broken["module.new_fc.bias"]
+    bad = str(save_npz(tmp_path / "bad.npz", broken))
+    assert main([bad, "--out", str(out), "--force", "--segments", str(T), "--input-size", str(S)]) == 2
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\nc\nd\ne\n")
+    keras_file = tmp_path / "single" / "tsm.keras"
+    assert main([good, "--out", str(keras_file), "--labels", str(labels), "--segments", str(T), "--input-size", str(S)]) == 0
+    assert sorted(os.listdir(keras_file.parent)) == ["config.json", "labels.txt", "tsm.keras"]
+    assert json.loads((keras_file.parent / "config.json").read_text())["class_names"] == list("abcde")
+    labels.write_text("a\nb\n")
+    assert main([good, "--out", str(tmp_path / "x"), "--labels", str(labels)]) == 2
+    assert "has 2 class names; the checkpoint has 5 classes" in capsys.readouterr().err
+
+
+def test_pth_without_torch_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # as on a machine without torch
+    path = tmp_path / "TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment8_e50.pth"
+    path.write_bytes(b"PK\x03\x04 not read")
+    with pytest.raises(PortError, match=r"needs torch: `pip install -e \.\[port\]`"):
+        read_checkpoint(path)

@@ -1,0 +1,295 @@
+"""Official TSM checkpoint -> the same model in Keras, built by `build_video_classifier`.
+
+What the model is comes from three sources, most trusted first:
+1. the tensors: architecture (names and shapes), classes (the classifier's shape), where the
+   shift is and whether time is pooled (the `.net` wrappers);
+2. the caller (`--segments`, `--shift-div`, `--temporal`, `--input-size`): what tensors
+   cannot say;
+3. the official file name pattern (segments, shift_div; checked against the tensors).
+Anything the caller or the file name claims that the tensors contradict is an error.
+"""
+
+import dataclasses
+import hashlib
+import os
+
+from tsm_keras.layers.temporal_shift import TemporalShift
+from tsm_keras.models.backbones import get_backbone
+from tsm_keras.models.classifier import build_video_classifier
+from tsm_keras.models.insertion import temporal_modules
+from tsm_keras.port.checkpoint import PortError, read_checkpoint
+from tsm_keras.port.layout import (
+    MOBILENET_V2,
+    file_arch_preset,
+    placement,
+    read_layout,
+    wrapped_module,
+)
+from tsm_keras.port.mapping import assign_weights
+from tsm_keras.port.run_dir import read_labels, write_run_dir
+
+TEMPORAL = ("tsm", "tsm-online", "none")
+DEFAULT_SHIFT_DIV = 8
+DEFAULT_DROPOUT = 0.5  # the reference's Kinetics recipe; no effect on inference
+
+
+@dataclasses.dataclass
+class Ported:
+    """A ported model and what describes it.
+
+    Attributes:
+        model: the Keras video classifier with the checkpoint's weights.
+        model_config: the exact keyword arguments of `build_video_classifier` that build it.
+        tensors: number of tensors copied.
+        notes: how each setting was decided (for the command line to print).
+        streaming_demo: the checkpoint is the streaming demo's bare MobileNetV2.
+    """
+
+    model: object
+    model_config: dict
+    tensors: int
+    notes: list
+    streaming_demo: bool
+
+
+def port_state_dict(
+    state,
+    *,
+    name_hints=None,
+    meta=None,
+    arch=None,
+    num_classes=None,
+    segments=None,
+    shift_div=None,
+    shift_place=None,
+    tpool=None,
+    temporal=None,
+    input_size=None,
+):
+    """Build the Keras twin of a TSM state dict (name -> NumPy array) and copy its weights.
+
+    The state dict can come from `read_checkpoint(path).state` (a .pth with PyTorch, or an
+    .npz without), or from any dict of arrays with the official names.
+
+    Args:
+        state: the state dict, names as saved ('module.base_model...' or bare).
+        name_hints: `parse_file_name` of the file, if any.
+        meta: the checkpoint's 'arch', 'epoch', 'best_prec1'.
+        arch: 'resnet50', 'resnet101' or 'mobilenetv2' (or a tsm_keras preset name):
+            checked against the tensors.
+        num_classes: checked against the classifier.
+        segments: frames per clip T (default: the file name's, else 8).
+        shift_div: default: the file name's, else 8.
+        shift_place: 'blockres' or 'block': checked against the tensors.
+        tpool: True / False: checked against the tensors.
+        temporal: 'tsm' (bidirectional), 'tsm-online' (unidirectional) or 'none'; default:
+            'tsm' for checkpoints with shifts, 'tsm-online' for the streaming demo's bare
+            MobileNetV2, 'none' for TSN checkpoints. The direction of a shift does not
+            show in the tensors: a unidirectional model trained with the official layout
+            needs temporal='tsm-online'.
+        input_size: frame side (default 224, as trained).
+
+    Raises:
+        PortError: the checkpoint is not a supported TSM model, or does not fit the model
+            the arguments describe; nothing is built half-way.
+    """
+    hints, meta = dict(name_hints or {}), dict(meta or {})
+    layout = read_layout(state)
+    notes = []
+    demo = layout.family == MOBILENET_V2 and not layout.in_base_model and not layout.wrapped
+
+    _check_claims(layout, hints, meta, arch, num_classes)
+    place, pooled = placement(layout)
+    _check_placement(layout, hints, place, pooled, shift_place, tpool, demo)
+
+    if temporal is None:
+        temporal = "tsm" if place else "tsm-online" if demo else "none"
+        notes.append(
+            f"temporal={temporal!r} ("
+            + ("the checkpoint's shifts; a shift's direction does not show in the tensors, "
+               "use --temporal tsm-online for a unidirectional model" if place else
+               "the streaming demo's bare MobileNetV2 state dict is unidirectional" if demo else
+               "no temporal shift in the checkpoint: a TSN model")
+            + ")"
+        )
+    elif temporal not in TEMPORAL:
+        raise PortError(f"temporal must be one of {TEMPORAL}. Received: {temporal!r}")
+    elif temporal == "none" and place:
+        raise PortError(f"temporal='none' but the checkpoint shifts ({sorted(layout.wrapped)[0]}.net)")
+    elif temporal != "none" and not place and not demo:
+        raise PortError(f"temporal={temporal!r} but the checkpoint has no temporal shift (a TSN model)")
+
+    segments = _pick("segments", segments, hints, 8, notes)
+    div = _pick("shift_div", shift_div, hints, DEFAULT_SHIFT_DIV, notes)
+    if demo and div != DEFAULT_SHIFT_DIV:
+        raise PortError(f"the streaming demo's model shifts 1/8 of the channels. Received: shift_div={div}")
+    input_size = 224 if input_size is None else input_size
+    model_config = {
+        "num_classes": layout.num_classes,
+        "backbone": layout.backbone,
+        "num_segments": segments,
+        "input_size": input_size,
+        "temporal": temporal,
+        "shift_div": div,
+        "shift_place": place or "blockres",
+        "temporal_pool": pooled,
+        "dropout": DEFAULT_DROPOUT,
+    }
+    try:
+        model = build_video_classifier(**model_config)
+    except ValueError as error:
+        raise PortError(f"cannot build the model: {error}") from error
+    if not demo:
+        _check_wrappers(model, layout, place)
+    tensors = assign_weights(model, layout)
+    return Ported(model, model_config, tensors, notes, demo)
+
+
+def _pick(key, value, hints, default, notes):
+    if value is not None:
+        if key in hints and hints[key] != value:
+            notes.append(f"{key}={value} (given; the file name says {hints[key]})")
+        return value
+    if key in hints:
+        notes.append(f"{key}={hints[key]} (from the file name)")
+        return hints[key]
+    notes.append(f"{key}={default} (default: not in the file name)")
+    return default
+
+
+def _check_claims(layout, hints, meta, arch, num_classes):
+    claims = [("--arch", arch), ("the file name", hints.get("arch")), ("the checkpoint's 'arch'", meta.get("arch"))]
+    for source, claim in claims:
+        if claim is None:
+            continue
+        preset = claim if claim in ("resnet50_tv", "resnet101_tv", "mobilenet_v2_tv") else file_arch_preset(claim)
+        if preset is None:
+            raise PortError(f"{source} names architecture {claim!r}: only resnet50, resnet101 and mobilenetv2 are supported")
+        if preset != layout.backbone:
+            raise PortError(f"{source} says {claim!r} but the tensors are those of a {layout.backbone} model")
+    if num_classes is not None and num_classes != layout.num_classes:
+        raise PortError(f"--num-classes {num_classes} but the checkpoint's classifier has {layout.num_classes} outputs")
+    if hints.get("modality", "RGB") != "RGB":
+        raise PortError(f"{hints['modality']} models are not supported, RGB models are")
+    if hints.get("consensus", "avg") != "avg":
+        raise PortError(f"consensus {hints['consensus']!r} is not supported: the Keras classifier averages (avg)")
+    if hints.get("non_local"):
+        raise PortError("non-local TSM checkpoints (_nl) are not supported")
+
+
+def _check_placement(layout, hints, place, pooled, shift_place, tpool, demo):
+    if shift_place is not None:
+        if shift_place not in ("blockres", "block"):
+            raise PortError(f"shift_place must be 'blockres' or 'block'. Received: {shift_place!r}")
+        if place and shift_place != place:
+            raise PortError(f"--shift-place {shift_place} but the checkpoint shifts as {place!r}")
+        if not place and not demo:
+            raise PortError(f"--shift-place {shift_place} but the checkpoint has no temporal shift")
+    if tpool is not None and bool(tpool) != pooled:
+        raise PortError(
+            f"--tpool but the checkpoint does not pool over time (no 'layer2.net.*' tensors)" if tpool
+            else "the checkpoint pools over time (layer2.net.*): it is a TSM+TP model"
+        )
+    if "shift" in hints:
+        if hints["shift"] and not place:
+            raise PortError(
+                f"the file name says shift{hints['shift_div']}_{hints['shift_place']} but the "
+                "checkpoint has no shifted ('.net') tensors"
+            )
+        if hints["shift"] and hints["shift_place"] != place:
+            raise PortError(f"the file name says {hints['shift_place']!r} but the checkpoint shifts as {place!r}")
+        if not hints["shift"] and place:
+            raise PortError("the file name says TSN (no shift) but the checkpoint has shifted ('.net') tensors")
+        if hints["tpool"] != pooled:
+            raise PortError(
+                "the file name and the tensors disagree on temporal pooling "
+                f"(file name: {'tpool' if hints['tpool'] else 'none'}, tensors: {'tpool' if pooled else 'none'})"
+            )
+
+
+def _check_wrappers(model, layout, place):
+    """The model shifts and pools exactly where the checkpoint's `.net` wrappers say."""
+    expected = {
+        wrapped_module(layer.name, layout.family, place) for layer in temporal_modules(model)
+    }
+    extra, absent = sorted(layout.wrapped - expected), sorted(expected - layout.wrapped)
+    if extra or absent:
+        raise PortError(
+            "the checkpoint's temporal modules are not where the model puts them: "
+            + (f"only the checkpoint wraps {extra[:5]}" if extra else "")
+            + ("; " if extra and absent else "")
+            + (f"only the model wraps {absent[:5]}" if absent else "")
+        )
+
+
+def port_checkpoint(path, out, *, labels=None, force=False, verify=True, **options):
+    """Read a checkpoint, port it and write a run directory (or a .keras file) atomically.
+
+    Args:
+        path: `.pth` / `.pth.tar` (needs torch) or `.npz` state dict.
+        out: a directory (gets model.keras, config.json, labels.txt) or a path ending in
+            '.keras' (config.json and labels.txt go next to it).
+        labels: a text file with one class name per line (default: class_0, class_1, ...).
+        force: replace existing outputs.
+        verify: reload the written model and check it gives the same outputs.
+        **options: see `port_state_dict`.
+
+    Returns:
+        (the `Ported` result, the path of the written model file).
+    """
+    checkpoint = read_checkpoint(path)
+    ported = port_state_dict(
+        checkpoint.state, name_hints=checkpoint.name_hints, meta=checkpoint.meta, **options
+    )
+    num_classes = ported.model_config["num_classes"]
+    class_names = read_labels(labels, num_classes) if labels else [f"class_{i}" for i in range(num_classes)]
+    config = {
+        "model": ported.model_config,
+        "class_names": class_names,
+        "preprocessing": _preprocessing(ported.model_config),
+        "source": _source(path, checkpoint, ported),
+    }
+    model_path = write_run_dir(out, ported.model, config, class_names, force=force, verify=verify)
+    return ported, model_path
+
+
+def _preprocessing(model_config):
+    preset = get_backbone(model_config["backbone"])  # ImageNet mean/std in RGB, as trained
+    size = model_config["input_size"]
+    return {
+        "color": "RGB",
+        "input": "raw frames in [0, 255]; the model normalises inside",
+        "mean": [round(m / 255, 6) for m in preset.mean],
+        "std": [round(s / 255, 6) for s in preset.std],
+        "resize_short_side": size * 256 // 224,
+        "center_crop": size,
+    }
+
+
+def _source(path, checkpoint, ported):
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    hints = checkpoint.name_hints
+    source = {
+        "checkpoint": os.path.basename(os.fspath(path)),
+        "sha256": digest.hexdigest(),
+        "layout": "streaming demo (bare state dict)" if ported.streaming_demo
+        else "bare state dict" if checkpoint.bare else "official training checkpoint",
+        "tensors": ported.tensors,
+        **checkpoint.meta,
+    }
+    if hints:
+        source.update(dataset=hints["dataset"], sampling="dense" if hints["dense"] else "segments")
+    if ported.streaming_demo or ported.model_config["temporal"] == "tsm-online":
+        source["streaming"] = "unidirectional shifts: convert.py can make the per-frame streaming model"
+    return source
+
+
+def shift_states(model):
+    """{shift layer name: per-frame state shape} of a unidirectional model (the stream's buffers)."""
+    states = {}
+    for layer in temporal_modules(model, TemporalShift):
+        states[layer.name] = layer.state_shape(tuple(layer.input.shape[1:]))
+    return states
