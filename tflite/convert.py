@@ -4,7 +4,7 @@
 
 RUN_DIR defaults to the newest run under runs/. Files go to RUN_DIR/tflite/. With --int8
 the models are calibrated on the run's training data and validated on its validation data
-(see notes/tflite.md).
+(see docs/tflite.md).
 """
 
 import argparse
