@@ -6,7 +6,7 @@
 #       [--serial DEVICE] [--out DIR] [-- EXTRA benchmark_model FLAGS]
 #
 # benchmark_model is the android_aarch64 binary of TFLite's tools/benchmark (not on PyPI:
-# build it with bazel or download the nightly prebuilt; see notes/tflite.md). The flags that
+# build it with bazel or download the nightly prebuilt; see docs/tflite.md). The flags that
 # depend on the model kind are added for you:
 #   clip_*.tflite          nothing more (one signature, one input)
 #   stream_*.tflite        --signature_to_run_for=step (it also has `reset`)

@@ -4,7 +4,7 @@
 
 RUN_DIR defaults to the newest run under runs/. Files go to RUN_DIR/tflite/. With --int8
 the models are calibrated on the run's training data and validated on its validation data
-(see notes/tflite.md).
+(see docs/tflite.md).
 """
 
 import argparse
@@ -35,8 +35,8 @@ def parse_args(argv=None):
 
 
 def clips_and_labels(path, split, num_segments, input_size, class_names=None):
-    """(clip, label) pairs of a data set through the project's data pipeline: one clip, centre
-    crop, deterministic (the evaluation pipeline, also for the calibration clips)."""
+    """(clip, label) pairs of a data set through the evaluation pipeline: one clip, centre
+    crop, every video once in file order."""
     from tsm_keras.data import make_eval_dataset, open_source
 
     source = open_source(path, split=split, class_names=class_names)
@@ -48,16 +48,17 @@ def clips_and_labels(path, split, num_segments, input_size, class_names=None):
             yield views[0], int(label)
 
 
-class TrainingClips:
-    """Re-iterable training clips (the converter calibrates more than one model)."""
+def calibration_clips(path, num_segments, input_size, class_names, count, seed=0):
+    """`count` training clips spread over the classes: the training videos in a shuffled
+    order (the file order is by class), each sampled and cropped as for evaluation (frames
+    at the segment centres, centre crop), kept in memory so that every model is calibrated
+    on the same clips."""
+    from tsm_keras.data import Sampling, open_source
+    from tsm_keras.data.augment import center_crop
 
-    def __init__(self, path, num_segments, input_size, class_names):
-        self.path, self.num_segments, self.input_size = path, num_segments, input_size
-        self.class_names = class_names
-
-    def __iter__(self):
-        pairs = clips_and_labels(self.path, "train", self.num_segments, self.input_size, self.class_names)
-        return (clip for clip, _ in pairs)
+    source = open_source(path, split="train", class_names=class_names)
+    clips = source.clips(Sampling("tsn", num_segments), seed=seed)
+    return [center_crop(views[0], input_size).numpy() for views, _ in clips.take(count)]
 
 
 def main(argv=None):
@@ -87,7 +88,7 @@ def main(argv=None):
         if not data.get("train"):
             print(f"error: {run_dir / 'config.json'}: no data.train path to calibrate int8 on", file=sys.stderr)
             return 2
-        calibration = TrainingClips(data["train"], segments, size, names)
+        calibration = calibration_clips(data["train"], segments, size, names, args.calibration_clips)
     if data.get("val"):
         validation = clips_and_labels(data["val"], "val", segments, size, names)
     try:

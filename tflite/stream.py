@@ -7,7 +7,9 @@ MODEL is a stream_*.tflite or stream_state_*.tflite written by tflite/convert.py
 names come from labels.txt beside it (or --labels). The buffers are reset at the start of
 each video, every --reset-every frames, on the key 'r' in the --show window, and on
 SIGUSR1 (kill -USR1 PID) for a headless camera. The top class of the logits averaged over
-the last --window frames is printed and drawn on the frame.
+the last --window model steps is printed and drawn on the frame. --stride N runs the model
+on every N-th frame: the shift compares a frame with the one the model saw before, so the
+spacing should match training (TSN sampling of T frames from F: about F / T).
 """
 
 import argparse
@@ -30,6 +32,8 @@ def parse_args(argv=None):
     parser.add_argument("--labels", help="class names, one a line (default: labels.txt beside the model)")
     parser.add_argument("--window", type=int, default=12, help="frames averaged for the prediction (default 12)")
     parser.add_argument("--reset-every", type=int, default=None, help="also reset the buffers every N frames")
+    parser.add_argument("--stride", type=int, default=1,
+                        help="run the model on every N-th frame (match the frame spacing of training; default 1)")
     parser.add_argument("--threads", type=int, default=None, help="LiteRT threads")
     parser.add_argument("--show", action="store_true", help="show a window (needs an OpenCV build with GUI)")
     parser.add_argument("--quiet", action="store_true", help="print only when the top class changes")
@@ -89,7 +93,7 @@ def main(argv=None):
             print(f"# {source}", flush=True)
             last["label"] = None
             run_video(classifier, frames_of(capture), reset_every=args.reset_every,
-                      should_reset=should_reset, on_prediction=on_prediction)
+                      should_reset=should_reset, on_prediction=on_prediction, stride=args.stride)
             capture.release()
     except KeyboardInterrupt:
         pass

@@ -175,3 +175,27 @@ def test_normalisation_exports_as_scalar_operations(float_models, int8_models):
             if flatbuffer_utils.opcode_to_name(tree, op.opcodeIndex) in ("MUL", "ADD", "SUB"):
                 shapes = [list(graph.tensors[i].shape) for i in op.inputs]
                 assert [3] not in shapes, shapes
+
+
+def test_tam_online_models_export_and_stream_like_tsm(test_clips, calibration_clips):
+    # The export is generic over causal temporal layers (the step/state_shape protocol).
+    from tests.tiny import tiny_classifier
+    from tsm_keras.export.calibration import representative
+    from tsm_keras.export.kinds import FLOAT32, INT8
+    from tsm_keras.export.tflite import convert
+    from tsm_keras.streaming import build_streaming_model
+
+    model = tiny_classifier("tam-online", seed=1)
+    stream = build_streaming_model(model, batch_size=1)
+    assert [s.name for s in state_specs(stream)][:2] == ["block_2_tam", "block_4_tam"]
+    clip = ClipRunner(convert(model, CLIP, FLOAT32))
+    assert clip_vs_keras(clip, model, test_clips) <= 1e-4
+    state = convert(stream, STREAM_STATE, FLOAT32)
+    for content in (state, with_resource_variables(state)):
+        result = streaming_vs_clip(StreamRunner(content), predict_clips(clip, test_clips), test_clips)
+        assert result["max_abs_difference"] <= 1e-4
+    quantized = StreamRunner(convert(stream, STREAM_STATE, INT8, representative(STREAM_STATE, calibration_clips,
+                                                                                   stream=stream)))
+    assert all(v["input"] == v["output"] for v in state_quantization(quantized).values())
+    assert concatenation_scales(quantized)["mismatched"] == []
+    assert variable_types(StreamRunner(with_resource_variables(quantized.content))) == ["INT8"]

@@ -112,3 +112,15 @@ def test_stream_script_on_a_generated_video(demo_models, tmp_path):
                            capture_output=True, text=True, timeout=300)
     assert wrong.returncode == 2
     assert wrong.stderr.strip().splitlines()[-1].startswith(f"error: {demo_models['clip']}: a clip model")
+
+
+def test_stride_runs_the_model_on_every_nth_frame(demo_models, tmp_path):
+    frames = read_frames(write_video(tmp_path / "d.mp4", frames=8))
+    classifier = StreamingClassifier(StreamRunner(str(demo_models["stream_state"])), LABELS, window=1)
+    strided = run_video(classifier, frames, stride=2)
+    every_other = run_video(classifier, frames[::2])
+    assert len(strided) == 8
+    for index, prediction in enumerate(strided):
+        np.testing.assert_array_equal(prediction.logits, every_other[index // 2].logits)
+    with pytest.raises(ValueError, match="stride"):
+        run_video(classifier, frames, stride=0)

@@ -3,7 +3,7 @@
     from tsm_keras.export import convert_run
     convert_run("runs/my-run", ["float32", "int8"], calibration_clips=clips, validation=pairs)
 
-See notes/tflite.md.
+See docs/tflite.md.
 """
 
 from tsm_keras.export.kinds import CLIP, FLOAT16, FLOAT32, INT8, KINDS, PRECISIONS, STREAM, STREAM_STATE, file_name

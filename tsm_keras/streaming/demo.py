@@ -114,7 +114,8 @@ def open_capture(source):
     return capture
 
 
-def run_video(classifier, frames, writer=None, reset_every=None, should_reset=None, on_prediction=None):
+def run_video(classifier, frames, writer=None, reset_every=None, should_reset=None, on_prediction=None,
+              stride=1):
     """Classify a sequence of BGR frames from zero buffers; returns the list of predictions.
 
     Args:
@@ -122,13 +123,21 @@ def run_video(classifier, frames, writer=None, reset_every=None, should_reset=No
         reset_every: also reset every this many frames (or None).
         should_reset: `f() -> bool`, polled before each frame: a reset on request.
         on_prediction: `f(prediction, annotated_bgr)` after each frame.
+        stride: run the model on every `stride`-th frame only (the others show the last
+            prediction). The shift mixes a frame with the one the model saw before it, so
+            this should match the frame spacing of training: about (video frames per
+            clip) / num_segments with TSN sampling.
     """
+    if not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"`stride` must be an integer >= 1. Received: stride={stride!r}")
     classifier.reset()
     predictions = []
+    prediction = None
     for index, frame in enumerate(frames):
         if (reset_every and index and index % reset_every == 0) or (should_reset and should_reset()):
             classifier.reset()
-        prediction = classifier.update(frame)
+        if index % stride == 0 or prediction is None:
+            prediction = classifier.update(frame)
         predictions.append(prediction)
         annotated = annotate(frame.copy(), prediction.label, prediction.score)
         if writer is not None:
