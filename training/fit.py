@@ -40,6 +40,9 @@ def parse_args(argv=None):
     g.add_argument("--shift-place", default="blockres", choices=["blockres", "block"],
                    help="blockres: residual branch only (released models); block: the whole block input")
     g.add_argument("--temporal-pool", action="store_true", help="TSM+TP: halve the frames after stage 1 (ResNets)")
+    g.add_argument("--crop-scales", type=float, nargs="+", help="training crop sides as fractions of the short "
+                   "side; 1.0 alone: no crop (default: 1.0 for the built-in demo, the multi-scale crop "
+                   f"{' '.join(map(str, RECIPE['crop_scales']))} with --data)")
     g.add_argument("--dropout", type=float, help=f"dropout before the classifier {d('dropout')}")
     g.add_argument("--weights", help="backbone initialisation: none, imagenet (needs internet) or a weights file "
                    f"{d('weights')}")

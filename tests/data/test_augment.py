@@ -31,6 +31,16 @@ def test_multi_scale_boxes_use_reference_sizes_and_positions():
     assert len(seen_pairs) == 10 and seen_pos == set(augment.CROP_POSITIONS)
 
 
+def test_other_scales_give_other_crop_sides():
+    for k in range(50):
+        y, x, ch, cw = (int(v) for v in augment.multi_scale_crop_box(120, 160, tf.constant([k, 3]), (1.0, 0.5)))
+        assert ch in (120, 60) and cw in (120, 60) and 0 <= x <= 160 - cw and 0 <= y <= 120 - ch
+    # One scale of 1.0 keeps the whole of a square frame: a plain resize.
+    clip = coordinate_clip(h=48, w=48)
+    out = augment.multi_scale_crop(clip, 24, tf.constant([5, 0]), scales=(1.0,))
+    np.testing.assert_array_equal(out.numpy(), augment.resize_clip(clip, 24, 24).numpy())
+
+
 def test_same_crop_for_every_frame():
     clip = coordinate_clip()
     for k in range(20):

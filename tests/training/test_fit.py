@@ -14,7 +14,8 @@ from tests.training.conftest import TINY
 from tsm_keras.models import build_video_classifier, parameter_overhead, temporal_modules
 from tsm_keras.training.callbacks import checkpoints, read_history
 from tsm_keras.training.evaluate import evaluate_run
-from tsm_keras.training.fit import train
+from tsm_keras.data.augment import SCALES
+from tsm_keras.training.fit import resolve, train
 from training.fit import parse_args
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,6 +78,7 @@ def test_same_directory_with_other_settings_is_refused(tiny_run, tiny_data):
         (["--input-size", "16"], "--input-size 16 is too small for mobilenet_v2"),
         (["--data", "/no/such/videos"], "--data /no/such/videos does not exist"),
         (["--width", "0.5", "--backbone", "resnet50"], "--width applies to MobileNetV2 only"),
+        (["--crop-scales", "1.0", "0"], "--crop-scales must be fractions in (0, 1]"),
     ],
 )
 def test_invalid_arguments_fail_at_start_with_one_line(args, message, capsys):
@@ -84,6 +86,13 @@ def test_invalid_arguments_fail_at_start_with_one_line(args, message, capsys):
         parse_args(args)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_demo_trains_without_crops_and_user_data_with_the_multi_scale_crop(tiny_data):
+    assert parse_args([]).crop_scales is None  # filled in by the profile, not by argparse
+    assert resolve(parse_args([])).crop_scales == (1.0,)
+    assert resolve(parse_args(["--data", str(tiny_data)])).crop_scales == SCALES
+    assert resolve(parse_args(["--crop-scales", "1", "0.8"])).crop_scales == (1.0, 0.8)
 
 
 def test_killed_run_resumes_after_its_last_epoch(tiny_data, tmp_path):

@@ -12,8 +12,15 @@ import tensorflow as tf
 # scales may differ by at most one step; 13 fixed positions on a 4 x 4 grid.
 SCALES = (1.0, 0.875, 0.75, 0.66)
 MAX_DISTORT = 1
-SCALE_PAIRS = tuple(
-    (wi, hi) for hi in range(len(SCALES)) for wi in range(len(SCALES)) if abs(wi - hi) <= MAX_DISTORT)
+
+
+def scale_pairs(scales=SCALES):
+    """The (width, height) index pairs into `scales` a multi-scale crop may take."""
+    n = len(scales)
+    return tuple((wi, hi) for hi in range(n) for wi in range(n) if abs(wi - hi) <= MAX_DISTORT)
+
+
+SCALE_PAIRS = scale_pairs()
 # (x, y) in quarters of the free space: corners, centre, then edge centres and inner corners.
 CROP_POSITIONS = (
     (0, 0), (4, 0), (0, 4), (4, 4), (2, 2),
@@ -32,19 +39,22 @@ def resize_clip(clip, height, width):
     return tf.cast(out + 0.5, tf.uint8)
 
 
-def multi_scale_crop_box(height, width, seed):
+def multi_scale_crop_box(height, width, seed, scales=SCALES):
     """A random reference multi-scale crop box (y, x, h, w) for a frame of the given size.
 
     `seed` is a stateless seed (two int64 values); the box is a pure function of it.
+    `scales`: crop sides as fractions of the short side (the reference's by default);
+    `(1.0,)` keeps the whole of a square frame.
     """
     height = tf.cast(height, tf.int32)
     width = tf.cast(width, tf.int32)
     base = tf.cast(tf.minimum(height, width), tf.float64)
-    sizes = tf.maximum(tf.cast(base * tf.constant(SCALES, tf.float64), tf.int32), 1)
+    sizes = tf.maximum(tf.cast(base * tf.constant(scales, tf.float64), tf.int32), 1)
     seeds = tf.random.experimental.stateless_split(seed, 2)
+    pairs = scale_pairs(scales)
     pair = tf.gather(
-        tf.constant(SCALE_PAIRS, tf.int32),
-        tf.random.stateless_uniform([], seeds[0], 0, len(SCALE_PAIRS), dtype=tf.int32))
+        tf.constant(pairs, tf.int32),
+        tf.random.stateless_uniform([], seeds[0], 0, len(pairs), dtype=tf.int32))
     crop_w = tf.minimum(sizes[pair[0]], width)
     crop_h = tf.minimum(sizes[pair[1]], height)
     pos = tf.gather(
@@ -55,10 +65,10 @@ def multi_scale_crop_box(height, width, seed):
     return y, x, crop_h, crop_w
 
 
-def multi_scale_crop(clip, size, seed):
+def multi_scale_crop(clip, size, seed, scales=SCALES):
     """Training crop: one random multi-scale box for the whole clip, resized to size x size."""
     shape = tf.shape(clip)
-    y, x, h, w = multi_scale_crop_box(shape[1], shape[2], seed)
+    y, x, h, w = multi_scale_crop_box(shape[1], shape[2], seed, scales)
     return resize_clip(clip[:, y:y + h, x:x + w, :], size, size)
 
 

@@ -18,7 +18,7 @@ def _check_sizes(**sizes):
 
 
 def make_train_dataset(src, num_segments=8, input_size=224, batch_size=8, seed=0,
-                       sampling="tsn", flip=False, swap_map=None):
+                       sampling="tsn", flip=False, swap_map=None, scales=augment.SCALES):
     """Shuffled training batches, one epoch per iteration.
 
     Each clip: `num_segments` frames picked by TSN (a random frame per segment) or dense
@@ -36,6 +36,8 @@ def make_train_dataset(src, num_segments=8, input_size=224, batch_size=8, seed=0
             direction-sensitive classes ("swiping left").
         swap_map: with `flip`, left/right class pairs whose labels swap when a clip is
             mirrored, e.g. {86: 87, 93: 94} (ints or class names, one direction suffices).
+        scales: crop sides as fractions of the short side (default: the reference's
+            multi-scale crop); `(1.0,)` only resizes square frames.
 
     Returns:
         tf.data.Dataset of (uint8 (B, T, S, S, 3) RGB, int32 (B,)).
@@ -51,7 +53,7 @@ def make_train_dataset(src, num_segments=8, input_size=224, batch_size=8, seed=0
     def transform(example, r):
         frames, label = example
         seeds = tf.random.experimental.stateless_split(tf.stack([r, tf.constant(0, tf.int64)]), 2)
-        clip = augment.multi_scale_crop(frames[0], input_size, seeds[0])
+        clip = augment.multi_scale_crop(frames[0], input_size, seeds[0], scales)
         if flip:
             clip, label = augment.random_flip(clip, label, seeds[1], table)
         return tf.ensure_shape(clip, [num_segments, input_size, input_size, 3]), label
