@@ -97,16 +97,16 @@ class TemporalShift(keras.layers.Layer):
         clips = ops.reshape(x, (-1, t, height * width, channels))
         # Slice + concat with explicit zero frames, not a roll: the ends are padded with
         # zeros (never wrap-around), and all of these map to int8 TFLite builtins.
+        # Each moved slice is cut in time and channels by one slice op.
         zero = ops.zeros_like(clips[:, :1, :, :fold])
-        past = clips[:, :, :, :fold]
         if self.mode == BIDIRECTIONAL:
             # [0, fold): frame t <- frame t+1;  [fold, 2 fold): frame t <- frame t-1.
-            from_future = ops.concatenate([past[:, 1:], zero], axis=1)
+            from_future = ops.concatenate([clips[:, 1:, :, :fold], zero], axis=1)
             from_past = ops.concatenate([zero, clips[:, :-1, :, fold : 2 * fold]], axis=1)
             shifted = ops.concatenate([from_future, from_past, clips[:, :, :, 2 * fold :]], axis=-1)
         else:
             # [0, fold): frame t <- frame t-1.
-            from_past = ops.concatenate([zero, past[:, :-1]], axis=1)
+            from_past = ops.concatenate([zero, clips[:, :-1, :, :fold]], axis=1)
             shifted = ops.concatenate([from_past, clips[:, :, :, fold:]], axis=-1)
         return ops.reshape(shifted, ops.shape(x))
 
