@@ -77,6 +77,14 @@ def _torchvision(constructor):
     return build
 
 
+# keras.applications ResNets (v1, caffe-style): BGR, mean subtracted, no scaling.
+_KERAS_RESNET = dict(
+    mean=(123.68, 116.779, 103.939),
+    std=(1.0, 1.0, 1.0),
+    reverse_channels=True,
+    pool_before="conv3_block1_1_conv",
+)
+
 BACKBONES = {
     # keras.applications.MobileNetV2: inputs scaled to [-1, 1].
     "mobilenet_v2": Backbone(
@@ -86,21 +94,8 @@ BACKBONES = {
         has_width=True,
         signed_block_inputs=True,
     ),
-    # keras.applications ResNets (v1, caffe-style): BGR, mean subtracted, no scaling.
-    "resnet50": Backbone(
-        build=_keras_resnet(keras.applications.ResNet50),
-        mean=(123.68, 116.779, 103.939),
-        std=(1.0, 1.0, 1.0),
-        reverse_channels=True,
-        pool_before="conv3_block1_1_conv",
-    ),
-    "resnet101": Backbone(
-        build=_keras_resnet(keras.applications.ResNet101),
-        mean=(123.68, 116.779, 103.939),
-        std=(1.0, 1.0, 1.0),
-        reverse_channels=True,
-        pool_before="conv3_block1_1_conv",
-    ),
+    "resnet50": Backbone(build=_keras_resnet(keras.applications.ResNet50), **_KERAS_RESNET),
+    "resnet101": Backbone(build=_keras_resnet(keras.applications.ResNet101), **_KERAS_RESNET),
     # Layer-for-layer twins of the PyTorch backbones of the released TSM checkpoints
     # (torchvision ResNet v1.5, the TSM MobileNetV2): RGB, ImageNet mean/std, as trained.
     "resnet50_tv": Backbone(
