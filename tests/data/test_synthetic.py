@@ -221,10 +221,10 @@ def test_default_root_is_under_the_cache_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("TSM_KERAS_CACHE", str(tmp_path))
     assert default_cache_dir() == tmp_path
     root = ensure_default_dataset(**TINY)
-    assert root == tmp_path / "temporal_shapes-v1-seed0-train2-val1-t16-48px"
+    assert root == tmp_path / "temporal_shapes-v2-seed0-train2-val1-t16-48px"
     assert [p.name for p in tmp_path.iterdir()] == [root.name]
     assert synthetic._default_folder_name(dict(seed=0, train_per_class=200, val_per_class=50, frames=16, size=80)) == (
-        "temporal_shapes-v1"
+        "temporal_shapes-v2"
     )
 
 

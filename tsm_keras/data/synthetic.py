@@ -13,6 +13,11 @@ the same per-clip randomness, so the bag of frames of a pair's two classes has e
 distribution: a model that averages per-frame predictions (TSN) cannot beat 50% inside a pair,
 whatever it learns, while a model that relates neighbouring frames (TSM) can reach 100%.
 
+Which pair a clip belongs to shows in a single frame: moving shapes are motion-blurred along their
+axis (symmetrically, so the blur gives the axis, not the sign), only growing shapes are discs, only
+rotating shapes carry a marker dot, and the light pair has no shape. So TSN can reach the
+order-blind ceiling of 50%, and only the order of frames separates TSM from it.
+
 Each forward process is also stationary in time: positions wrap around (the frame is a torus:
 what leaves on one side shows on the other), angles start at a uniform phase, and the radius and the
 light are sawtooth ramps with a uniform phase (once per period the radius or the light drops back
@@ -20,7 +25,7 @@ and ramps up again). So even one frame taken at a known index says nothing about
 only the change between frames does.
 
 The data set is written once as MJPG .avi files in the folder-per-class layout under
-``$TSM_KERAS_CACHE/temporal_shapes-v1`` (``TSM_KERAS_CACHE`` defaults to ``~/.cache/tsm_keras``),
+``$TSM_KERAS_CACHE/temporal_shapes-v2`` (``TSM_KERAS_CACHE`` defaults to ``~/.cache/tsm_keras``),
 so the default training run reads it through the same OpenCV decoding path as a user's videos.
 
 Example:
@@ -58,7 +63,7 @@ CLASS_NAMES = (
 """Class names in label order; they are also the folder names, and sorted() keeps this order."""
 
 NAME = "temporal_shapes"
-VERSION = 1
+VERSION = 2
 SPLITS = ("train", "val")
 DEFAULT_TRAIN_PER_CLASS = 200
 DEFAULT_VAL_PER_CLASS = 50
@@ -146,7 +151,7 @@ def ensure_default_dataset(
     that died are removed by the next call. A `root` that is already complete is returned at once.
 
     Args:
-        root: folder of the data set. Default: ``default_cache_dir() / "temporal_shapes-v1"`` for
+        root: folder of the data set. Default: ``default_cache_dir() / "temporal_shapes-v2"`` for
             the default arguments, and a name that spells out the arguments otherwise.
         seed: the data set's seed; the same seed gives the same decoded frames.
         train_per_class: clips per class in ``train``.
@@ -330,48 +335,51 @@ def _render_forward(pair, rng, frames, size):
     scale = size / _DESIGN_SIZE
     t = np.arange(frames, dtype=np.float64)
     background = _background(rng, size)
-    if rng.random() < 0.2:  # a static distractor shape
-        outline = _shape(rng) * rng.uniform(4, 9) * scale + rng.uniform(0.15, 0.85, size=2) * size
+    if rng.random() < 0.2:  # a small static distractor, never a disc (discs are the growing pair's)
+        outline = _shape(rng, _ANGULAR) * rng.uniform(4, 7) * scale + rng.uniform(0.15, 0.85, size=2) * size
         _paint(background, [outline], _colour(rng, background))
     colour = _colour(rng, background)
     gain = np.full(frames, rng.uniform(0.45, 1.0))
-    painted = []  # per frame: (polygons, colour) to paint in order
+    painted = []  # per frame: (polygons, colour, blur) to paint in order
 
     if pair in (_MOVE_X, _MOVE_Y):
-        outline = _rotate(_shape(rng), rng.uniform(0, 2 * np.pi)) * rng.uniform(9, 15) * scale
+        outline = _rotate(_shape(rng, _ANGULAR), rng.uniform(0, 2 * np.pi)) * rng.uniform(9, 14) * scale
         # The frame is a torus: a uniform start keeps every frame's position uniform, and what
         # leaves on one side shows on the other, so the whole shape is always in view.
-        along = (rng.uniform(0, size) + rng.uniform(2.5, 4.0) * scale * t) % size
+        speed = rng.uniform(3.5, 5.0) * scale
+        along = (rng.uniform(0, size) + speed * t) % size
         across = rng.uniform(0.25, 0.75) * size
+        # Motion blur over the frame's exposure: symmetric, so it shows the axis of the motion
+        # (which pair) in a single frame, but not its sign (which class of the pair).
+        blur = (int(round(speed)) | 1, 1) if pair == _MOVE_X else (1, int(round(speed)) | 1)
         for i in range(frames):
             copies = [(along[i] + wrap, across) for wrap in (-size, 0, size)]
             if pair == _MOVE_Y:
                 copies = [(x, y) for y, x in copies]
-            painted.append([([outline + copy for copy in copies], colour)])
+            painted.append([([outline + copy for copy in copies], colour, blur)])
     elif pair == _GROW:
-        unit = _rotate(_shape(rng), rng.uniform(0, 2 * np.pi))
+        unit = _SHAPES["circle"]  # a disc: in a single frame, only this pair shows one
         centre = rng.uniform(0.3, 0.7, size=2) * size
-        smallest, largest = rng.uniform(3, 5) * scale, rng.uniform(22, 30) * scale
+        smallest, largest = rng.uniform(3, 5) * scale, rng.uniform(24, 30) * scale
         radius = smallest + (largest - smallest) * _sawtooth(rng, t)
-        painted = [[([unit * radius[i] + centre], colour)] for i in range(frames)]
+        painted = [[([unit * radius[i] + centre], colour, None)] for i in range(frames)]
     elif pair == _ROTATE:
         radius = rng.uniform(15, 24) * scale
-        unit = _shape(rng) * radius
+        unit = _shape(rng, _ANGULAR) * radius
         # A black or white disc off the centre turns with the shape: nothing looks the same after
         # less than a full turn, so even 3 frames (the widest gap of TSN sampling of 8 from 16) at
-        # 16 degrees a frame cannot pass for a turn the other way. (Black or white: JPEG keeps
+        # 20 degrees a frame cannot pass for a turn the other way. (Black or white: JPEG keeps
         # brightness edges, but blurs a small disc that differs only in colour.)
         marker = _SHAPES["circle"] * 0.22 * radius + (0.55 * radius, 0)
         marker_colour = np.full(3, 0.0 if colour @ (0.299, 0.587, 0.114) > 128 else 255.0, np.float32)
         centre = rng.uniform(0.3, 0.7, size=2) * size
-        angle = rng.uniform(0, 2 * np.pi) + np.deg2rad(rng.uniform(10, 16)) * t  # clockwise: y points down
+        angle = rng.uniform(0, 2 * np.pi) + np.deg2rad(rng.uniform(14, 20)) * t  # clockwise: y points down
         for i in range(frames):
             shape, dot = _rotate(unit, angle[i]) + centre, _rotate(marker, angle[i]) + centre
-            painted.append([([shape], colour), ([dot], marker_colour)])
+            painted.append([([shape], colour, None), ([dot], marker_colour, None)])
     elif pair == _BRIGHTEN:
-        unit = _rotate(_shape(rng), rng.uniform(0, 2 * np.pi))
-        outline = unit * rng.uniform(8, 18) * scale + rng.uniform(0.25, 0.75, size=2) * size
-        painted = [[([outline], colour)]] * frames
+        # No moving shape: the light on the whole scene ramps.
+        painted = [[]] * frames
         darkest = rng.uniform(0.2, 0.35)
         gain = darkest + (1 - darkest) * _sawtooth(rng, t)
     else:
@@ -380,16 +388,16 @@ def _render_forward(pair, rng, frames, size):
     clip = np.empty((frames, size, size, 3), np.float32)
     for frame, layers in zip(clip, painted):
         frame[...] = background
-        for polygons, layer_colour in layers:
-            _paint(frame, polygons, layer_colour)
+        for polygons, layer_colour, blur in layers:
+            _paint(frame, polygons, layer_colour, blur)
     clip *= gain[:, None, None, None].astype(np.float32)
     clip += rng.uniform(0.5, 3) * rng.standard_normal(clip.shape, dtype=np.float32)
     return np.clip(np.rint(clip), 0, 255).astype(np.uint8)
 
 
 def _sawtooth(rng, t):
-    """A ramp from 0 to 1 over a random period of 16 to 22 frames, at a uniform random phase."""
-    return (rng.uniform(0, 1) + t / rng.uniform(16, 22)) % 1.0
+    """A ramp from 0 to 1 over a random period of 11 to 15 frames, at a uniform random phase."""
+    return (rng.uniform(0, 1) + t / rng.uniform(11, 15)) % 1.0
 
 
 def _background(rng, size):
@@ -443,11 +451,11 @@ _SHAPES = {
     # A disc with a 70-degree wedge cut out: round, yet its rotation shows.
     "pie": np.concatenate([[[0.0, 0.0]], _polygon(np.linspace(np.deg2rad(35), np.deg2rad(325), 30), 1.0)]),
 }
-_SHAPE_NAMES = tuple(_SHAPES)
+_ANGULAR = tuple(name for name in _SHAPES if name != "circle")
 
 
-def _shape(rng):
-    return _SHAPES[_SHAPE_NAMES[rng.integers(len(_SHAPE_NAMES))]]
+def _shape(rng, names):
+    return _SHAPES[names[rng.integers(len(names))]]
 
 
 def _rotate(points, angle):
@@ -455,11 +463,17 @@ def _rotate(points, angle):
     return points @ np.array([[cos, sin], [-sin, cos]])  # x' = x cos - y sin, y' = x sin + y cos
 
 
-def _paint(image, polygons, colour):
-    """Fill non-overlapping polygons ((N, 2) arrays of x, y pixel coordinates) with `colour`, in place."""
+def _paint(image, polygons, colour, blur=None):
+    """Fill non-overlapping polygons ((N, 2) arrays of x, y pixel coordinates) with `colour`, in place.
+
+    `blur`: None, or the (width, height) of a box filter applied to the coverage (motion blur).
+    """
     coverage = np.zeros(image.shape[:2], np.uint8)
     fixed_point = [np.rint(polygon * 16).astype(np.int32) for polygon in polygons]  # 4 fractional bits
     cv2.fillPoly(coverage, fixed_point, 255, lineType=cv2.LINE_AA, shift=4)  # anti-aliased
-    alpha = coverage[..., None].astype(np.float32) / 255
+    alpha = coverage.astype(np.float32) / 255
+    if blur is not None:
+        alpha = cv2.blur(alpha, blur, borderType=cv2.BORDER_CONSTANT)
+    alpha = alpha[..., None]
     image *= 1 - alpha
     image += alpha * colour

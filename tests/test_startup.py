@@ -1,0 +1,41 @@
+"""TF_CPP_MIN_LOG_LEVEL applied to TensorFlow's start-up lines (tsm_keras._startup)."""
+
+import os
+import subprocess
+import sys
+
+from tsm_keras._startup import _BANNER, _kept
+
+CAPTURED = (
+    f"{_BANNER}\n"
+    "I0000 00:00:1795273032.659293   26561 port.cc:153] oneDNN custom operations are on.\n"
+    "I0000 00:00:1795273032.717913   26561 cpu_feature_guard.cc:227] This TensorFlow binary is optimized\n"
+    "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow\n"
+    "W0000 00:00:1795273032.8 26561 gpu.cc:1] a warning\n"
+    "E0000 00:00:1795273032.9 26561 cuda.cc:1] an error\n"
+    "a line that is not a log line\n"
+)
+
+
+def kept(level):
+    return "".join(_kept(CAPTURED, level))
+
+
+def test_each_level_drops_what_tensorflow_documents():
+    lines = CAPTURED.splitlines(keepends=True)
+    assert kept(0) == CAPTURED
+    # 1 drops INFO (and the continuation line of an INFO line), keeps the rest.
+    assert kept(1) == lines[0] + "".join(lines[4:])
+    # 2 drops WARNING too; the error and the line after it stay.
+    assert kept(2) == "".join(lines[5:])
+    # 3 drops ERROR too; a plain line that follows a dropped log line goes with it.
+    assert kept(3) == ""
+
+
+def test_import_prints_no_info_lines_at_level_2():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run([sys.executable, "-c", "import tsm_keras; print('imported')"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "imported"
+    assert "I0000" not in done.stderr and _BANNER not in done.stderr, done.stderr

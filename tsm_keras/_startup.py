@@ -1,0 +1,60 @@
+"""Import TensorFlow so that TF_CPP_MIN_LOG_LEVEL also applies to its start-up messages.
+
+TensorFlow 2.21 writes a few INFO lines while it loads (oneDNN notes, "Could not find cuda
+drivers", CPU instruction notes), before its logging is set up, so TF_CPP_MIN_LOG_LEVEL does not
+filter them. Here they are caught during the import and passed on unless the level filters them,
+as it does for every later message: 1 drops INFO, 2 also WARNING, 3 also ERROR. The level is
+unset (0) unless the user or a script sets it, so a plain `import tsm_keras` shows everything.
+"""
+
+import os
+import re
+import sys
+import tempfile
+
+# absl log lines: a severity letter, then MMDD (I0000 before logging starts), then the time.
+_LOG_LINE = re.compile(r"^([IWEF])\d{4} ")
+_FILTERED_FROM = {"I": 1, "W": 2, "E": 3}  # the lowest level that drops each severity
+_BANNER = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+
+
+def import_tensorflow():
+    """`import tensorflow`, with its start-up messages filtered by TF_CPP_MIN_LOG_LEVEL."""
+    level = _min_log_level()
+    if "tensorflow" in sys.modules or level < 1:
+        import tensorflow  # noqa: F401
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            sys.stderr.write("".join(_kept(captured.read().decode(errors="replace"), level)))
+
+
+def _min_log_level():
+    try:
+        return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        return 0
+
+
+def _kept(text, level):
+    dropping = False  # a dropped log line's continuation lines are dropped with it
+    for line in text.splitlines(keepends=True):
+        if line.startswith(_BANNER):  # absl's one-line warning about the lines around it
+            dropping = False
+            if level < 2:
+                yield line
+            continue
+        match = _LOG_LINE.match(line)
+        if match:
+            dropping = level >= _FILTERED_FROM.get(match.group(1), 99)
+        if not dropping:
+            yield line
