@@ -365,15 +365,17 @@ def _render_forward(pair, rng, frames, size):
         painted = [[([unit * radius[i] + centre], colour, None)] for i in range(frames)]
     elif pair == _ROTATE:
         radius = rng.uniform(15, 24) * scale
-        unit = _shape(rng, _ANGULAR) * radius
-        # A black or white disc off the centre turns with the shape: nothing looks the same after
-        # less than a full turn, so even 3 frames (the widest gap of TSN sampling of 8 from 16) at
-        # 20 degrees a frame cannot pass for a turn the other way. (Black or white: JPEG keeps
-        # brightness edges, but blurs a small disc that differs only in colour.)
+        # Shapes that look the same after a turn of 120 degrees (triangle) or only a full turn
+        # (pie): at most 3 frames (the widest gap of TSN sampling of 8 from 16) at 18 degrees a
+        # frame stay under half of that, so no turn looks like a smaller one the other way (a
+        # star, the same after 72 degrees, turned 40 degrees clockwise looks turned 32 the other
+        # way). A black or white disc off the centre turns with the shape, too. (Black or white:
+        # JPEG keeps brightness edges, but blurs a small disc that differs only in colour.)
+        unit = _shape(rng, _TURNING) * radius
         marker = _SHAPES["circle"] * 0.22 * radius + (0.55 * radius, 0)
         marker_colour = np.full(3, 0.0 if colour @ (0.299, 0.587, 0.114) > 128 else 255.0, np.float32)
         centre = rng.uniform(0.3, 0.7, size=2) * size
-        angle = rng.uniform(0, 2 * np.pi) + np.deg2rad(rng.uniform(14, 20)) * t  # clockwise: y points down
+        angle = rng.uniform(0, 2 * np.pi) + np.deg2rad(rng.uniform(12, 18)) * t  # clockwise: y points down
         for i in range(frames):
             shape, dot = _rotate(unit, angle[i]) + centre, _rotate(marker, angle[i]) + centre
             painted.append([([shape], colour, None), ([dot], marker_colour, None)])
@@ -452,6 +454,7 @@ _SHAPES = {
     "pie": np.concatenate([[[0.0, 0.0]], _polygon(np.linspace(np.deg2rad(35), np.deg2rad(325), 30), 1.0)]),
 }
 _ANGULAR = tuple(name for name in _SHAPES if name != "circle")
+_TURNING = ("triangle", "pie")  # the rotating pair's: no symmetry under turns of less than 120 degrees
 
 
 def _shape(rng, names):

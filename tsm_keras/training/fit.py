@@ -9,6 +9,7 @@ import os
 import re
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -239,8 +240,12 @@ def train(options, log=print):
     ]
     cbs.append(data.SkipReport({"train": train_src, "val": val_src}, print_fn=log))
     start = time.time()
-    model.fit(train_ds, epochs=o.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-              validation_data=val_ds, callbacks=cbs, verbose=1 if chief else 0, shuffle=False)
+    with warnings.catch_warnings():
+        # The validation data ends after each pass (its length is unknown while bad clips are
+        # skipped), and Keras warns about that; the training data repeats and never runs out.
+        warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+        model.fit(train_ds, epochs=o.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+                  validation_data=val_ds, callbacks=cbs, verbose=1 if chief else 0, shuffle=False)
     log(f"training took {time.time() - start:.0f} s")
     if model.stop_training and not (run_dir / MODEL).exists():
         raise RuntimeError("training stopped (NaN loss) before any model was saved")
