@@ -89,6 +89,9 @@ def main(argv=None):
     if summary is not None:
         print(f"\nvalidation top-1: {100 * summary['top1']:.1f}%   run written to {run_dir}/")
         print(f"next: python training/evaluate.py {run_dir}   |   python tflite/convert.py {run_dir} --int8")
+        if options.data is None:
+            other = "python training/fit.py" if options.temporal == "none" else "python training/fit.py --temporal none"
+            print(f"compare with: {other}   (the README has both results on this machine)")
 
 
 if __name__ == "__main__":
