@@ -88,7 +88,9 @@ def main(argv=None):
         sys.exit(f"fit.py: error: {error}")
     if summary is not None:
         print(f"\nvalidation top-1: {100 * summary['top1']:.1f}%   run written to {run_dir}/")
-        print(f"next: python training/evaluate.py {run_dir}   |   python tflite/convert.py {run_dir} --int8")
+        # Only causal (online) modules stream; a bidirectional run converts to a clip model.
+        convert = f"python tflite/convert.py {run_dir} --int8" + ("" if options.temporal.endswith("-online") else " --clip-only")
+        print(f"next: python training/evaluate.py {run_dir}   |   {convert}")
         if options.data is None:
             other = "python training/fit.py" if options.temporal == "none" else "python training/fit.py --temporal none"
             print(f"compare with: {other}   (the README has both results on this machine)")
