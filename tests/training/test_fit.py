@@ -114,6 +114,9 @@ def test_killed_run_resumes_after_its_last_epoch(tiny_data, tmp_path):
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert [n for _, n in checkpoints(out / "checkpoints")] == [3]
     assert "validation top-1" in second.stdout
+    # A bidirectional run cannot stream: the suggested conversion asks for the clip model only.
+    suggestion = next(line for line in second.stdout.splitlines() if line.startswith("next:"))
+    assert suggestion.endswith(f"python tflite/convert.py {out} --int8 --clip-only"), suggestion
 
 
 @pytest.mark.parametrize("temporal,window", [("tam", 3), ("tam-online", 2)])
