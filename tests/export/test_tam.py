@@ -4,6 +4,7 @@
 import numpy as np
 import pytest
 
+from tests.export.checks import assert_streams_agree_and_reset_exactly
 from tests.tiny import S, smooth_clips, tiny_classifier
 from tsm_keras.export.calibration import representative
 from tsm_keras.export.kinds import CLIP, FLOAT32, INT8, STREAM, STREAM_STATE
@@ -123,12 +124,7 @@ def test_int8_tam_models_are_full_integer_and_states_keep_their_quantization(tam
 
 
 def test_int8_tam_streaming_models_agree_and_reset_exactly(tam_int8, clips):
-    variables, explicit = StreamRunner(tam_int8[STREAM]), StreamRunner(tam_int8[STREAM_STATE])
-    for clip in clips:
-        variables.reset(), explicit.reset()
-        np.testing.assert_array_equal(variables.run(clip), explicit.run(clip))
-    clip_logits = predict_clips(ClipRunner(tam_int8[CLIP]), clips)
-    assert streaming_vs_clip(variables, clip_logits, clips, tolerance=None)["reset_max_abs_difference"] == 0.0
+    assert_streams_agree_and_reset_exactly(tam_int8, clips)
 
 
 def test_int8_tam_follows_float(tam_int8, tam_float, clips, tam_calibration):

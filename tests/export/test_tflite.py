@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 
+from tests.export.checks import assert_streams_agree_and_reset_exactly
+
 from tsm_keras.export.kinds import CLIP, STREAM, STREAM_STATE
 from tsm_keras.export.runtime import ClipRunner, StreamRunner, operators, open_model
 from tsm_keras.export.tflite import write_atomic
@@ -114,14 +116,8 @@ def test_int8_explicit_states_come_back_with_their_input_quantization(int8_model
 
 
 def test_int8_variables_are_int8_and_reset_is_exact(int8_models, test_clips):
-    runner = StreamRunner(int8_models[STREAM])
-    assert variable_types(runner) == ["INT8"]
-    explicit = StreamRunner(int8_models[STREAM_STATE])
-    for clip in test_clips:
-        runner.reset(), explicit.reset()
-        np.testing.assert_array_equal(runner.run(clip), explicit.run(clip))
-    clip_logits = predict_clips(ClipRunner(int8_models[CLIP]), test_clips)
-    assert streaming_vs_clip(runner, clip_logits, test_clips, tolerance=None)["reset_max_abs_difference"] == 0.0
+    assert variable_types(StreamRunner(int8_models[STREAM])) == ["INT8"]
+    assert_streams_agree_and_reset_exactly(int8_models, test_clips)
 
 
 def test_int8_follows_float(int8_models, float_models, test_clips, calibration_clips):
