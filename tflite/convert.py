@@ -1,10 +1,13 @@
 """Convert a trained run to TFLite: clip model, streaming models, labels.txt, report.json.
 
-    python tflite/convert.py [RUN_DIR] [--int8 | --float16] [--force] [--threads N]
+    python tflite/convert.py [RUN_DIR] [--int8 | --float16] [--data PATH] [--force] [--threads N]
 
 RUN_DIR defaults to the newest run under runs/. Files go to RUN_DIR/tflite/. With --int8
-the models are calibrated on the run's training data and validated on its validation data
-(see docs/tflite.md).
+the models are calibrated on the run's training data and validated on its validation data,
+or on --data (a video folder, a list file or a TFRecord folder: what a ported checkpoint
+needs). A causal run (tsm-online, tam-online) also gets its two streaming models; a
+bidirectional one gets its clip models and a line saying how to train a streamable run.
+See docs/tflite.md.
 """
 
 import argparse
@@ -15,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tsm_keras.export.kinds import FLOAT16, FLOAT32, INT8  # noqa: E402
+from tsm_keras.export.kinds import FLOAT16, FLOAT32, INT8, MAX_INT8_DROP  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -25,8 +28,13 @@ def parse_args(argv=None):
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--int8", action="store_true", help="also write full-integer int8 models")
     group.add_argument("--float16", action="store_true", help="also write float16-weight models")
+    parser.add_argument("--data", help="calibrate int8 on the train split and validate on the val split of "
+                        "this data (a video folder, a list file or a TFRecord folder; default: the data "
+                        "named in the run's config.json)")
+    parser.add_argument("--max-drop", type=float, default=MAX_INT8_DROP,
+                        help=f"largest int8 top-1 drop below float, in points (default: {MAX_INT8_DROP:g})")
     parser.add_argument("--force", action="store_true",
-                        help="write int8 models even if their top-1 is more than 2 points below float")
+                        help="write int8 models even if their top-1 is more than --max-drop points below float")
     parser.add_argument("--clip-only", action="store_true", help="write only the clip model (no streaming models)")
     parser.add_argument("--calibration-clips", type=int, default=100, help="training clips for int8 calibration")
     parser.add_argument("--validation-clips", type=int, default=None, help="at most this many validation clips")
@@ -34,40 +42,13 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def clips_and_labels(path, split, num_segments, input_size, class_names=None):
-    """(clip, label) pairs of a data set through the evaluation pipeline: one clip, centre
-    crop, every video once in file order."""
-    from tsm_keras.data import make_eval_dataset, open_source
-
-    source = open_source(path, split=split, class_names=class_names)
-    dataset = make_eval_dataset(source, num_segments=num_segments, input_size=input_size,
-                                batch_size=8, clips=1, crops=1)
-    for clips, labels in dataset:
-        for views, label in zip(clips.numpy() if hasattr(clips, "numpy") else clips,
-                                labels.numpy() if hasattr(labels, "numpy") else labels):
-            yield views[0], int(label)
-
-
-def calibration_clips(path, num_segments, input_size, class_names, count, seed=0):
-    """`count` training clips spread over the classes: the training videos in a shuffled
-    order (the file order is by class), each sampled and cropped as for evaluation (frames
-    at the segment centres, centre crop), kept in memory so that every model is calibrated
-    on the same clips."""
-    from tsm_keras.data import Sampling, open_source
-    from tsm_keras.data.augment import center_crop
-
-    source = open_source(path, split="train", class_names=class_names)
-    clips = source.clips(Sampling("tsn", num_segments), seed=seed)
-    return [center_crop(views[0], input_size).numpy() for views, _ in clips.take(count)]
-
-
 def main(argv=None):
     args = parse_args(argv)
     from tsm_keras.data import DataError
+    from tsm_keras.export.clips import calibration_clips, validation_pairs
     from tsm_keras.export.pipeline import Int8AccuracyError, convert_run
     from tsm_keras.export.runs import RunError, find_newest_run, read_config
     from tsm_keras.export.verify import VerificationError
-    from tsm_keras.streaming import NotStreamableError
 
     try:
         run_dir = Path(args.run_dir) if args.run_dir else find_newest_run(args.runs)
@@ -80,33 +61,37 @@ def main(argv=None):
 
     model = config["model"]
     precisions = [FLOAT32] + ([INT8] if args.int8 else []) + ([FLOAT16] if args.float16 else [])
-    data = config.get("data", {})
+    data = config.get("data") or {}
+    train, val = (args.data, args.data) if args.data else (data.get("train"), data.get("val"))
     size, segments = model.get("input_size"), model.get("num_segments")
     names = config.get("class_names")
-    calibration = validation = None
-    if args.int8:
-        if not data.get("train"):
-            print(f"error: {run_dir / 'config.json'}: no data.train path to calibrate int8 on", file=sys.stderr)
-            return 2
-        calibration = calibration_clips(data["train"], segments, size, names, args.calibration_clips)
-    if data.get("val"):
-        validation = clips_and_labels(data["val"], "val", segments, size, names)
     try:
-        convert_run(run_dir, precisions, calibration_clips=calibration, validation=validation,
-                    force=args.force, streaming=not args.clip_only, threads=args.threads,
-                    calibration_limit=args.calibration_clips, validation_limit=args.validation_clips)
+        calibration = validation = None
+        if args.int8:
+            if not train:
+                print(f"error: {run_dir / 'config.json'} names no training data to calibrate int8 on (a ported "
+                      "checkpoint has none): pass --data PATH (a video folder, a list file or a TFRecord folder)",
+                      file=sys.stderr)
+                return 2
+            calibration = calibration_clips(train, segments, size, names, args.calibration_clips)
+        if val:
+            validation = validation_pairs(val, segments, size, names)
+        report = convert_run(run_dir, precisions, calibration_clips=calibration, validation=validation,
+                             force=args.force, streaming=not args.clip_only, threads=args.threads,
+                             calibration_limit=args.calibration_clips, validation_limit=args.validation_clips,
+                             max_int8_drop=args.max_drop)
     except RunError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except NotStreamableError as error:
-        print(f"error: {run_dir / 'model.keras'}: streaming models not written: {error}", file=sys.stderr)
-        return 3
     except (Int8AccuracyError, VerificationError) as error:
         print(f"error: {run_dir}: {error}", file=sys.stderr)
         return 4
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    refused = report.get("streaming", {}).get("refused")
+    if refused:
+        print(f"no streaming models: {refused}")
     return 0
 
 

@@ -10,7 +10,6 @@ import pytest
 from tests.tiny import smooth_clips, tiny_classifier, write_run
 from tsm_keras.export.pipeline import Int8AccuracyError, convert_run
 from tsm_keras.export.runs import NO_RUN, RunError, find_newest_run, load_run
-from tsm_keras.streaming import NotStreamableError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLOAT_FILES = {"clip_float32.tflite", "stream_float32.tflite", "stream_state_float32.tflite"}
@@ -83,13 +82,14 @@ def test_int8_too_far_below_float_is_not_written_and_float_is_kept(tmp_path, onl
     assert not any("int8" in p.name for p in (run / "tflite").iterdir())
 
 
-def test_bidirectional_run_writes_the_clip_model_and_refuses_streaming(tmp_path):
+def test_bidirectional_run_writes_the_clip_model_and_says_how_to_stream(tmp_path):
     run = write_run(tmp_path / "bidirectional", tiny_classifier("tsm"))
-    with pytest.raises(NotStreamableError, match="train with --temporal tsm-online"):
-        convert_run(run, latency_repeats=1, log=quiet)
+    lines = []
+    report = convert_run(run, latency_repeats=1, log=lines.append)
     assert {p.name for p in (run / "tflite").glob("*.tflite")} == {"clip_float32.tflite"}
-    report = json.loads((run / "tflite" / "report.json").read_text())
-    assert "tsm-online" in report["streaming"]["refused"]
+    assert "train with --temporal tsm-online" in report["streaming"]["refused"]
+    assert json.loads((run / "tflite" / "report.json").read_text())["streaming"] == report["streaming"]
+    assert any("train with --temporal tsm-online" in line for line in lines)
 
 
 def test_newest_run_and_missing_runs(tmp_path, online_model):
@@ -168,3 +168,34 @@ def test_convert_script_end_to_end_on_a_video_folder(tmp_path):
     assert {"clip_float32", "clip_int8", "stream_int8", "clip_int8_agreement_with_float"} <= set(report["accuracy"])
     assert report["int8"]["calibration_clips_limit"] == 4
     assert (out / "labels.txt").read_text() == "left\nright\n"
+
+
+def convert_script(*args, cwd):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "tflite", "convert.py"), *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=1200)
+
+
+def test_a_run_without_data_calibrates_on_data_given_with_the_data_option(tmp_path):
+    # A ported checkpoint's run directory names no data: --int8 asks for --data, writes nothing.
+    model = tiny_classifier("tsm-online", seed=9, num_classes=2)
+    run = write_run(tmp_path / "ported", model, class_names=["left", "right"])
+    refused = convert_script(run, "--int8", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "config.json names no training data" in refused.stderr and "--data PATH" in refused.stderr
+    assert not (run / "tflite").exists()
+    # With --data: calibrated on its train split, validated on its val split.
+    data = write_video_folder(tmp_path / "videos")
+    done = convert_script(run, "--int8", "--data", data, "--force", "--calibration-clips", "3", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((run / "tflite" / "report.json").read_text())
+    assert report["accuracy"]["validation_clips"] == 4 and report["int8"]["calibration_clips_limit"] == 3
+    assert {"clip_int8.tflite", "stream_int8.tflite", "stream_state_int8.tflite"} <= set(report["files"])
+
+
+def test_convert_script_on_a_bidirectional_run_exits_0_with_one_line_on_streaming(tmp_path):
+    run = write_run(tmp_path / "bidirectional", tiny_classifier("tsm"))
+    result = convert_script(run, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(l for l in result.stdout.splitlines() if l.startswith("no streaming models:"))
+    assert "bidirectional" in line and "--temporal tsm-online" in line
+    assert {p.name for p in (run / "tflite").glob("*.tflite")} == {"clip_float32.tflite"}

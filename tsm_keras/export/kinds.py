@@ -10,6 +10,8 @@ SERVING = "serving_default"  # the clip model's signature
 STEP, RESET = "step", "reset"  # the streaming models' signatures
 DONE = "done"  # the output of `reset` (a signature needs one)
 
+MAX_INT8_DROP = 1.0  # top-1 points: the int8 gate of convert (docs/tflite.md)
+
 
 def file_name(kind, precision):
     """clip_float32.tflite, stream_int8.tflite, stream_state_float16.tflite, ..."""

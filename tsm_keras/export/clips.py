@@ -1,0 +1,33 @@
+"""Clips for int8 calibration and validation, read from any data the pipeline opens.
+
+A run trained by fit.py names its data in config.json (`data.train`, `data.val`); a ported
+checkpoint has none, and `tflite/convert.py --data PATH` supplies it (a video folder, a list
+file or a TFRecord folder). Both go through these two functions, so a clip is sampled and
+cropped the same way whatever its source: TSN segment centres, centre crop, raw RGB.
+"""
+
+import numpy as np
+
+from tsm_keras.data import Sampling, make_eval_dataset, open_source
+from tsm_keras.data.augment import center_crop
+
+
+def validation_pairs(path, num_segments, input_size, class_names=None, split="val"):
+    """`(clip, label)` pairs of a data set through the evaluation pipeline: one clip, centre
+    crop, every video once in file order. Clips are `(T, H, W, 3)` raw RGB."""
+    source = open_source(path, split=split, class_names=class_names)
+    dataset = make_eval_dataset(source, num_segments=num_segments, input_size=input_size,
+                                batch_size=8, clips=1, crops=1)
+    for clips, labels in dataset:
+        for views, label in zip(np.asarray(clips), np.asarray(labels)):
+            yield views[0], int(label)
+
+
+def calibration_clips(path, num_segments, input_size, class_names, count, seed=0):
+    """`count` training clips spread over the classes: the training videos in a shuffled
+    order (the file order is by class), each sampled and cropped as for evaluation (frames
+    at the segment centres, centre crop), kept in memory so that every model is calibrated
+    on the same clips."""
+    source = open_source(path, split="train", class_names=class_names)
+    clips = source.clips(Sampling("tsn", num_segments), seed=seed)
+    return [center_crop(views[0], input_size).numpy() for views, _ in clips.take(count)]
