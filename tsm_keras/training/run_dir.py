@@ -3,7 +3,7 @@
 RUN_DIR/
   config.json       what rebuilds the model and its preprocessing (read by evaluate/convert)
   labels.txt        class names, one per line, in label order
-  model.keras       the best model by validation top-1
+  model.keras       the best model by validation top-1 (architecture and weights, no optimizer)
   checkpoints/      the last epoch's weights and optimizer state (resume after a kill)
   history.csv       one row per epoch; curves.png plots it
   logs/             TensorBoard
@@ -49,8 +49,19 @@ def write_json(path, data):
 
 
 def save_model(model, path):
+    """Saves the model without its optimizer or compile settings.
+
+    model.keras is what evaluate.py, convert.py and users load; the optimizer state for
+    resuming lives in checkpoints/. A compiled model would also store its optimizer, whose
+    classes (the learning-rate schedule, the video optimizers) must then be importable
+    wherever the file is loaded. An uncompiled Functional model over the same layers carries
+    exactly the architecture and the weights.
+    """
+    import keras
+
+    bare = keras.Model(model.input, model.output, name=model.name)
     with atomic_path(path) as tmp:
-        model.save(tmp)
+        bare.save(tmp)
 
 
 def read_config(run_dir):
