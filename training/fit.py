@@ -1,11 +1,13 @@
 """Train a TSM (or TSN, TAM) video classifier.
 
 With no arguments: generates the built-in temporal data set once (time-reversed class
-pairs that only a model that sees frame order can tell apart), trains a small
-TSM-MobileNetV2 from scratch on the CPU and reports validation top-1. Compare with the
-TSN baseline: `python training/fit.py --temporal none`.
+pairs that only a model that sees frame order can tell apart), trains a small causal
+(online) TSM-MobileNetV2 from scratch on the CPU and reports validation top-1; the run
+converts to int8 streaming models for a phone (tflite/convert.py --int8). Compare with
+the TSN baseline: `python training/fit.py --temporal none`.
 
-With --data: the reference recipe (SGD, momentum 0.9, ImageNet weights, 224 px, 8 frames).
+With --data: the reference recipe (bidirectional TSM, SGD, momentum 0.9, ImageNet weights,
+224 px, 8 frames).
 Starting the same command again resumes a killed run after its last completed epoch.
 """
 
@@ -33,9 +35,10 @@ def parse_args(argv=None):
     g.add_argument("--width", type=float, help=f"MobileNetV2 width multiplier {d('width')}")
     g.add_argument("--segments", type=int, help=f"frames per clip T {d('segments')}")
     g.add_argument("--input-size", type=int, help=f"frame side in pixels {d('input_size')}")
-    g.add_argument("--temporal", default="tsm", choices=list(TEMPORAL_MODULES),
-                   help="tsm: bi-directional shift (offline clips); tsm-online: uni-directional shift, "
-                   "streamable frame by frame (TFLite); none: the TSN baseline (default: tsm)")
+    g.add_argument("--temporal", choices=list(TEMPORAL_MODULES),
+                   help="tsm-online: uni-directional (causal) shift, streamable frame by frame on a phone; "
+                   "tsm: bi-directional shift (offline clips, the paper's models); tam, tam-online: TAM; "
+                   f"none: the TSN baseline {d('temporal')}")
     g.add_argument("--shift-div", type=int, default=8, help="1/shift_div of the channels move each way (default: 8)")
     g.add_argument("--shift-place", default="blockres", choices=["blockres", "block"],
                    help="blockres: residual branch only (released models); block: the whole block input")
@@ -88,9 +91,7 @@ def main(argv=None):
         sys.exit(f"fit.py: error: {error}")
     if summary is not None:
         print(f"\nvalidation top-1: {100 * summary['top1']:.1f}%   run written to {run_dir}/")
-        # Only causal (online) modules stream; a bidirectional run converts to a clip model.
-        convert = f"python tflite/convert.py {run_dir} --int8" + ("" if options.temporal.endswith("-online") else " --clip-only")
-        print(f"next: python training/evaluate.py {run_dir}   |   {convert}")
+        print(f"next: python training/evaluate.py {run_dir}   |   python tflite/convert.py {run_dir} --int8")
         if options.data is None:
             other = "python training/fit.py" if options.temporal == "none" else "python training/fit.py --temporal none"
             print(f"compare with: {other}   (the README has both results on this machine)")

@@ -114,9 +114,10 @@ def test_killed_run_resumes_after_its_last_epoch(tiny_data, tmp_path):
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert [n for _, n in checkpoints(out / "checkpoints")] == [3]
     assert "validation top-1" in second.stdout
-    # A bidirectional run cannot stream: the suggested conversion asks for the clip model only.
+    # A bidirectional run (the --data recipe's default) converts with the same command: its
+    # clip models, and one line on how to get streaming models.
     suggestion = next(line for line in second.stdout.splitlines() if line.startswith("next:"))
-    assert suggestion.endswith(f"python tflite/convert.py {out} --int8 --clip-only"), suggestion
+    assert suggestion.endswith(f"python tflite/convert.py {out} --int8"), suggestion
 
 
 @pytest.mark.parametrize("temporal,window", [("tam", 3), ("tam-online", 2)])
@@ -138,3 +139,43 @@ def test_tam_trains_end_to_end_and_reports_its_parameters(tiny_data, tmp_path, t
     clip = np.random.default_rng(0).uniform(0, 255, (1, 4, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(loaded(clip)), np.asarray(model(clip)), atol=1e-5)
 
+
+
+def test_the_default_demo_chain_ends_in_int8_streaming_models(tiny_data, tmp_path, monkeypatch, capsys):
+    """`python training/fit.py` (the demo profile, at tiny sizes on a tiny built-in set), then
+    the commands it prints: convert --int8 writes the clip model and both streaming models
+    in float32 and int8, benchmark.py times them, stream.py annotates a video."""
+    from tsm_keras.data import synthetic
+    from training.fit import main
+
+    monkeypatch.setattr(synthetic, "ensure_default_dataset", lambda *args, **kwargs: tiny_data)
+    out = tmp_path / "demo"
+    main(["--out", str(out), *TINY[2:], "--epochs", "1"])  # no --data: the built-in demo
+    printed = capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["model"]["temporal"] == "tsm-online"
+    next_line = next(line for line in printed.splitlines() if line.startswith("next:"))
+    commands = [c.strip() for c in next_line[len("next:"):].split("|")]
+    assert commands == [f"python training/evaluate.py {out}", f"python tflite/convert.py {out} --int8"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+
+    def run(command, *extra):
+        words = command.split()
+        result = subprocess.run([sys.executable, *words[1:], *extra], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=1200)
+        assert result.returncode == 0, f"{command}: {result.stderr[-3000:]}"
+        return result
+
+    run(commands[0])
+    # A 1-epoch model on 10 validation clips has near-tied logits, so one flipped clip moves
+    # top-1 by 10 points: the accuracy gate is meaningless here. It is tested on trained
+    # models in tests/export/test_int8_accuracy.py.
+    run(commands[1], "--force", "--calibration-clips", "4")
+    tflite = out / "tflite"
+    streaming = {f"{kind}_{p}.tflite" for kind in ("stream", "stream_state") for p in ("float32", "int8")}
+    assert streaming | {"clip_float32.tflite", "clip_int8.tflite"} <= {p.name for p in tflite.iterdir()}
+    timed = run(f"python tflite/benchmark.py {tflite / 'stream_int8.tflite'} --threads 1 --repeats 3")
+    assert "step" in timed.stdout
+    video = next((tiny_data / "val" / "00_move_right").glob("*.avi"))
+    annotated = tmp_path / "annotated.mp4"
+    run(f"python tflite/stream.py {tflite / 'stream_int8.tflite'} --stride 2 --video {video} --out {annotated}")
+    assert annotated.stat().st_size > 0

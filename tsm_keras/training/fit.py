@@ -32,7 +32,7 @@ class FitOptions:
     width: Optional[float] = None
     segments: Optional[int] = None
     input_size: Optional[int] = None
-    temporal: str = "tsm"
+    temporal: Optional[str] = None
     shift_div: int = 8
     shift_place: str = "blockres"
     temporal_pool: bool = False
@@ -63,11 +63,11 @@ class FitOptions:
 # augmentation (the whole 80 px frame resized to 64): a from-scratch model on 2,000 clips
 # underfits, and the multi-scale crop slowed learning. 20 epochs: TSM 92%, TSN 46% in about
 # 14 minutes on 2 cores (docs/synthetic.md).
-DEMO = dict(width=0.35, segments=8, input_size=64, epochs=20, batch_size=16, lr=0.004,
+DEMO = dict(temporal="tsm-online", width=0.35, segments=8, input_size=64, epochs=20, batch_size=16, lr=0.004,
             warmup_epochs=1, weight_decay=1e-4, dropout=0.5, crop_scales=(1.0,), optimizer="adam",
             weights="none")
 # A user's data: the reference recipe (REFERENCE section 4), from ImageNet weights.
-RECIPE = dict(width=1.0, segments=8, input_size=224, epochs=50, batch_size=64, lr=0.01,
+RECIPE = dict(temporal="tsm", width=1.0, segments=8, input_size=224, epochs=50, batch_size=64, lr=0.01,
               warmup_epochs=5, weight_decay=5e-4, dropout=0.5, crop_scales=SCALES, optimizer="sgd",
               weights="imagenet")
 
