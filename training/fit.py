@@ -39,7 +39,8 @@ def parse_args(argv=None):
                    help="tsm-online: uni-directional (causal) shift, streamable frame by frame on a phone; "
                    "tsm: bi-directional shift (offline clips, the paper's models); tam, tam-online: TAM; "
                    f"none: the TSN baseline {d('temporal')}")
-    g.add_argument("--shift-div", type=int, default=8, help="1/shift_div of the channels move each way (default: 8)")
+    g.add_argument("--shift-div", type=int, help="1/shift_div of the channels move (each way, when bidirectional) "
+                   "(default: 8; 4 for the built-in demo's tsm-online)")
     g.add_argument("--shift-place", default="blockres", choices=["blockres", "block"],
                    help="blockres: residual branch only (released models); block: the whole block input")
     g.add_argument("--temporal-pool", action="store_true", help="TSM+TP: halve the frames after stage 1 (ResNets)")

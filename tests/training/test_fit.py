@@ -95,6 +95,15 @@ def test_demo_trains_without_crops_and_user_data_with_the_multi_scale_crop(tiny_
     assert resolve(parse_args(["--crop-scales", "1", "0.8"])).crop_scales == (1.0, 0.8)
 
 
+def test_the_demo_trains_a_streamable_model_and_user_data_the_reference_tsm(tiny_data):
+    demo, user = resolve(parse_args([])), resolve(parse_args(["--data", str(tiny_data)]))
+    assert (demo.temporal, demo.shift_div) == ("tsm-online", 4)  # 1/4 of the channels move, as in tsm
+    assert (user.temporal, user.shift_div) == ("tsm", 8)  # the reference: 1/8 each way
+    assert resolve(parse_args(["--temporal", "tsm"])).shift_div == 8
+    assert resolve(parse_args(["--data", str(tiny_data), "--temporal", "tsm-online"])).shift_div == 8
+    assert resolve(parse_args(["--shift-div", "8"])).shift_div == 8
+
+
 def test_killed_run_resumes_after_its_last_epoch(tiny_data, tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, str(ROOT / "training" / "fit.py"), *fit_args(tiny_data, out, "--epochs", "3")]
