@@ -1,14 +1,17 @@
 """Where does int8 lose top-1? Keep one group of tensors in float, the rest int8, and measure.
 
-    python benchmarks/int8_sensitivity.py RUN_DIR [--calibration-clips 100] [--validation-clips 500]
+    python benchmarks/int8_sensitivity.py RUN_DIR [--stream] [--latency] [--calibration-clips 100]
+                                          [--validation-clips 500] [--groups NAME ...]
 
 For the clip model (and, with --stream, the explicit-state streaming model) of a trained run,
 each row is one conversion: full int8, then int8 with one group of operators left in float
 (TFLite's selective quantization: `denylisted_nodes` of the MLIR quantizer, the mechanism of
 tf.lite.experimental.QuantizationDebugger), then 16-bit activations with 8-bit weights.
-Columns: validation top-1, its drop below float, agreement with float's predictions, and the
-median top-1/top-2 logit margin of float against the int8 logit step. Measurement only: what
-convert.py does is in tsm_keras/export (docs/tflite.md, "int8: where the loss comes from").
+Columns: validation top-1, its change against float, agreement with float's predictions, the
+largest logit difference, the median float top-1/top-2 margin of the clips whose prediction
+int8 changes, those clips by true class, and how many operators compute in float (with
+--latency, the model's median time). Measurement only: convert.py quantizes everything
+(docs/tflite.md, "int8: where the loss comes from", has the table and what it showed).
 """
 
 import argparse
@@ -145,6 +148,13 @@ def float_ops(content):
         and any(litert._get_tensor_details(i, 0)["dtype"] == np.float32 for i in op["outputs"]))
 
 
+def _median_ms(content):
+    from tsm_keras.export.benchmark import benchmark
+
+    result = benchmark(content, threads=1, repeats=50)
+    return f"{next(iter(result['signatures'].values()))['median_ms']:.3f}"
+
+
 def margins(logits):
     top = np.sort(logits, axis=1)
     return top[:, -1] - top[:, -2]
@@ -157,6 +167,8 @@ def main(argv=None):
     parser.add_argument("--validation-clips", type=int, default=500)
     parser.add_argument("--stream", action="store_true", help="also the explicit-state streaming model")
     parser.add_argument("--groups", nargs="*", help="only these groups (default: all)")
+    parser.add_argument("--latency", action="store_true",
+                        help="also time each model (LiteRT, 1 thread, median ms per clip or per frame)")
     args = parser.parse_args(argv)
 
     from tsm_keras.export.clips import calibration_clips, validation_pairs
@@ -200,7 +212,8 @@ def main(argv=None):
             rows.append((kind, name, top1, top1 - float_top1, 100.0 * np.mean(pred == float_pred),
                          float(np.max(np.abs(logits - float_logits))),
                          float(np.median(float_margins[flipped])) if flipped.any() else float("nan"),
-                         " ".join(str(c) for c in by_class), str(float_ops(content))))
+                         " ".join(str(c) for c in by_class), str(float_ops(content)),
+                         _median_ms(content) if args.latency else "-"))
             print("| " + " | ".join(str(v) if isinstance(v, str) else f"{v:.2f}" for v in rows[-1]) + " |",
                   flush=True)
 
@@ -209,8 +222,8 @@ def main(argv=None):
               f"per class float top-1 % {' '.join(f'{100 * np.mean(float_pred[labels == k] == k):.0f}' for k in range(len(run.class_names)))}",
               flush=True)
         print("| model | int8 variant | top-1 | vs float | agreement % | max abs logit diff "
-              "| median float margin of the changed | changed clips by true class | float ops |", flush=True)
-        print("|---|---|---|---|---|---|---|---|---|", flush=True)
+              "| median float margin of the changed | changed clips by true class | float ops | ms |", flush=True)
+        print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
         cal = calibrated(keras_model, kind, representative)
         plain = quantize(cal)
         out = runner_type(plain).output

@@ -44,6 +44,7 @@ def parse_args(argv=None):
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--segments", type=int, default=8)
+    parser.add_argument("--shift-div", type=int, default=8, help="with --build: 1/shift_div of the channels move")
     parser.add_argument("--threads", type=int, default=1, help="LiteRT threads (default 1)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per model per round")
@@ -168,9 +169,11 @@ def main(argv=None):
     run = None
     if args.build:
         config = dict(num_classes=27, backbone="mobilenet_v2", num_segments=args.segments,
-                      input_size=args.input_size, temporal="tsm-online", width=args.width, dropout=0.0)
+                      input_size=args.input_size, temporal="tsm-online", width=args.width, dropout=0.0,
+                      shift_div=args.shift_div)
         model = build_video_classifier(**config)
-        source = f"untrained MobileNetV2 x{args.width}, {args.input_size} px, {args.segments} frames"
+        source = (f"untrained MobileNetV2 x{args.width}, {args.input_size} px, {args.segments} frames, "
+                  f"shift_div {args.shift_div}")
     else:
         run = load_run(args.run_dir or find_newest_run())
         config = dict(run.model_config)
