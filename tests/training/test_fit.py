@@ -21,6 +21,27 @@ from training.fit import parse_args
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def run_command(command, *extra):
+    """A `python ...` command line as a user types it, from the checkout; it must exit 0."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    words = command.split()
+    result = subprocess.run([sys.executable, *words[1:], *extra], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, f"{command}: {result.stderr[-3000:]}"
+    return result
+
+
+def run_next_commands(printed, run_dir):
+    """Runs the evaluate and convert commands of fit.py's `next:` line, exactly as printed
+    (convert with --force: a tiny run's near-tied logits make the 1-point int8 gate noise
+    on 10 validation clips; the gate is tested on trained models in
+    tests/export/test_int8_accuracy.py)."""
+    line = next(l for l in printed.splitlines() if l.startswith("next:"))
+    commands = [c.strip() for c in line[len("next:"):].split("|")]
+    assert commands == [f"python training/evaluate.py {run_dir}", f"python tflite/convert.py {run_dir} --int8"]
+    return run_command(commands[0]), run_command(commands[1], "--force", "--calibration-clips", "4")
+
+
 def fit_args(data, out, *extra):
     return ["--data", str(data), "--out", str(out), *TINY, *extra]
 
@@ -123,10 +144,11 @@ def test_killed_run_resumes_after_its_last_epoch(tiny_data, tmp_path):
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert [n for _, n in checkpoints(out / "checkpoints")] == [3]
     assert "validation top-1" in second.stdout
-    # A bidirectional run (the --data recipe's default) converts with the same command: its
-    # clip models, and one line on how to get streaming models.
-    suggestion = next(line for line in second.stdout.splitlines() if line.startswith("next:"))
-    assert suggestion.endswith(f"python tflite/convert.py {out} --int8"), suggestion
+    # The commands fit.py prints run as printed on a --data run (SGD recipe, bidirectional):
+    # evaluate loads model.keras, convert writes the clip models and says why no streaming ones.
+    evaluated, converted = run_next_commands(second.stdout, out)
+    assert "no streaming models:" in converted.stdout and "--temporal tsm-online" in converted.stdout
+    assert {"clip_float32.tflite", "clip_int8.tflite"} <= {p.name for p in (out / "tflite").iterdir()}
 
 
 @pytest.mark.parametrize("temporal,window", [("tam", 3), ("tam-online", 2)])
@@ -162,29 +184,13 @@ def test_the_default_demo_chain_ends_in_int8_streaming_models(tiny_data, tmp_pat
     main(["--out", str(out), *TINY[2:], "--epochs", "1"])  # no --data: the built-in demo
     printed = capsys.readouterr().out
     assert json.loads((out / "config.json").read_text())["model"]["temporal"] == "tsm-online"
-    next_line = next(line for line in printed.splitlines() if line.startswith("next:"))
-    commands = [c.strip() for c in next_line[len("next:"):].split("|")]
-    assert commands == [f"python training/evaluate.py {out}", f"python tflite/convert.py {out} --int8"]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-
-    def run(command, *extra):
-        words = command.split()
-        result = subprocess.run([sys.executable, *words[1:], *extra], cwd=ROOT, env=env,
-                                capture_output=True, text=True, timeout=1200)
-        assert result.returncode == 0, f"{command}: {result.stderr[-3000:]}"
-        return result
-
-    run(commands[0])
-    # A 1-epoch model on 10 validation clips has near-tied logits, so one flipped clip moves
-    # top-1 by 10 points: the accuracy gate is meaningless here. It is tested on trained
-    # models in tests/export/test_int8_accuracy.py.
-    run(commands[1], "--force", "--calibration-clips", "4")
+    run_next_commands(printed, out)
     tflite = out / "tflite"
     streaming = {f"{kind}_{p}.tflite" for kind in ("stream", "stream_state") for p in ("float32", "int8")}
     assert streaming | {"clip_float32.tflite", "clip_int8.tflite"} <= {p.name for p in tflite.iterdir()}
-    timed = run(f"python tflite/benchmark.py {tflite / 'stream_int8.tflite'} --threads 1 --repeats 3")
+    timed = run_command(f"python tflite/benchmark.py {tflite / 'stream_int8.tflite'} --threads 1 --repeats 3")
     assert "step" in timed.stdout
     video = next((tiny_data / "val" / "00_move_right").glob("*.avi"))
     annotated = tmp_path / "annotated.mp4"
-    run(f"python tflite/stream.py {tflite / 'stream_int8.tflite'} --stride 2 --video {video} --out {annotated}")
+    run_command(f"python tflite/stream.py {tflite / 'stream_int8.tflite'} --stride 2 --video {video} --out {annotated}")
     assert annotated.stat().st_size > 0
