@@ -89,7 +89,33 @@ def load_run(path):
         names = [str(i) for i in range(classes)]
     if len(names) != classes:
         raise RunError(f"{path / CONFIG_FILE}: {len(names)} class names for a model with {classes} outputs")
-    return Run(path=path, model=model, config=config, class_names=list(names))
+    return Run(path=path, model=_in_float32(model, config), config=config, class_names=list(names))
+
+
+def _in_float32(model, config):
+    """The model computing in float32. A run trained with --mixed-precision saves layers that
+    compute in float16 or bfloat16, which TFLite's converter cannot lower; its weights are
+    float32, so the same architecture is rebuilt from config.json in float32 and given them.
+    (Quantizing to int8 or float16 is the converter's job, after this.)"""
+    import keras
+
+    from tsm_keras.models import build_video_classifier
+
+    def layers(layer):
+        yield layer
+        for inner in getattr(layer, "layers", []):
+            yield from layers(inner)
+
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in layers(model)):
+        return model
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        rebuilt = build_video_classifier(**config["model"])
+    finally:
+        keras.config.set_dtype_policy(previous)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
 
 
 def write_labels(names, path):

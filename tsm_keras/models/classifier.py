@@ -145,7 +145,7 @@ def build_video_classifier(
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     # The reference initialises the new classifier with N(0, 0.001) and zero bias. Logits
-    # are computed in float32 under mixed precision.
+    # are computed (and averaged) in float32 under mixed precision.
     x = keras.layers.Dense(
         num_classes,
         kernel_initializer=keras.initializers.RandomNormal(stddev=0.001),
@@ -153,7 +153,7 @@ def build_video_classifier(
         dtype="float32",
         name="logits",
     )(x)
-    logits = SegmentConsensus(out_segments, name="consensus")(x)
+    logits = SegmentConsensus(out_segments, dtype="float32", name="consensus")(x)
     return keras.Model(clip, logits, name=name)
 
 
