@@ -13,6 +13,7 @@ Starting the same command again resumes a killed run after its last completed ep
 
 import argparse
 import os
+import shlex
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -31,7 +32,7 @@ def parse_args(argv=None):
     g.add_argument("--val-data", help="validation data in the same forms (default: the val split of --data)")
     g.add_argument("--workers", type=int, help="parallel decoding calls (default: AUTOTUNE)")
     g = p.add_argument_group("model")
-    g.add_argument("--backbone", default="mobilenet_v2", choices=sorted(BACKBONES))
+    g.add_argument("--backbone", choices=sorted(BACKBONES), help="2D network (default: mobilenet_v2)")
     g.add_argument("--width", type=float, help=f"MobileNetV2 width multiplier {d('width')}")
     g.add_argument("--segments", type=int, help=f"frames per clip T {d('segments')}")
     g.add_argument("--input-size", type=int, help=f"frame side in pixels {d('input_size')}")
@@ -41,15 +42,19 @@ def parse_args(argv=None):
                    f"none: the TSN baseline {d('temporal')}")
     g.add_argument("--shift-div", type=int, help="1/shift_div of the channels move (each way, when bidirectional) "
                    "(default: 8; 4 for the built-in demo's tsm-online)")
-    g.add_argument("--shift-place", default="blockres", choices=["blockres", "block"],
-                   help="blockres: residual branch only (released models); block: the whole block input")
-    g.add_argument("--temporal-pool", action="store_true", help="TSM+TP: halve the frames after stage 1 (ResNets)")
+    g.add_argument("--shift-place", choices=["blockres", "block"],
+                   help="blockres: residual branch only (released models; the default); block: the whole block input")
+    g.add_argument("--temporal-pool", action="store_true", default=None,
+                   help="TSM+TP: halve the frames after stage 1 (ResNets)")
     g.add_argument("--crop-scales", type=float, nargs="+", help="training crop sides as fractions of the short "
                    "side; 1.0 alone: no crop (default: 1.0 for the built-in demo, the multi-scale crop "
                    f"{' '.join(map(str, RECIPE['crop_scales']))} with --data)")
     g.add_argument("--dropout", type=float, help=f"dropout before the classifier {d('dropout')}")
     g.add_argument("--weights", help="backbone initialisation: none, imagenet (needs internet) or a weights file "
                    f"{d('weights')}")
+    g.add_argument("--tune-from", metavar="RUN", help="fine-tune: start from the weights of a run directory "
+                   "(trained, or ported with python -m tsm_keras.port) but its classifier; the architecture "
+                   "(backbone, width, temporal module, shift) is the run's")
     g.add_argument("--partial-bn", action="store_true", help="freeze all BatchNormalization layers but the first "
                    "(the reference does this when fine-tuning on small data)")
     g.add_argument("--bn-momentum", type=float, default=0.9, help="BatchNormalization momentum (default: 0.9, "
@@ -92,7 +97,8 @@ def main(argv=None):
         sys.exit(f"fit.py: error: {error}")
     if summary is not None:
         print(f"\nvalidation top-1: {100 * summary['top1']:.1f}%   run written to {run_dir}/")
-        print(f"next: python training/evaluate.py {run_dir}   |   python tflite/convert.py {run_dir} --int8")
+        run = shlex.quote(str(run_dir))
+        print(f"next: python training/evaluate.py {run}   |   python tflite/convert.py {run} --int8")
         if options.data is None:
             other = "python training/fit.py" if options.temporal == "none" else "python training/fit.py --temporal none"
             print(f"compare with: {other}   (the README has both results on this machine)")

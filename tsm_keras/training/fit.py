@@ -28,14 +28,14 @@ class FitOptions:
 
     data: Optional[str] = None  # None: the built-in temporal data set
     val_data: Optional[str] = None
-    backbone: str = "mobilenet_v2"
+    backbone: Optional[str] = None
     width: Optional[float] = None
     segments: Optional[int] = None
     input_size: Optional[int] = None
     temporal: Optional[str] = None
     shift_div: Optional[int] = None
-    shift_place: str = "blockres"
-    temporal_pool: bool = False
+    shift_place: Optional[str] = None
+    temporal_pool: Optional[bool] = None
     epochs: Optional[int] = None
     batch_size: Optional[int] = None  # global batch, split over replicas
     lr: Optional[float] = None  # per 64 clips, scaled linearly to the batch
@@ -51,6 +51,7 @@ class FitOptions:
     bn_momentum: float = 0.9
     sync_bn: bool = False
     weights: Optional[str] = None
+    tune_from: Optional[str] = None  # a run directory (trained or ported): all weights but the classifier
     mixed_precision: bool = False
     xla: bool = False
     tpu: Optional[str] = None
@@ -67,6 +68,10 @@ class FitOptions:
 DEMO = dict(temporal="tsm-online", width=0.35, segments=8, input_size=64, epochs=20, batch_size=16, lr=0.004,
             warmup_epochs=1, weight_decay=1e-4, dropout=0.5, crop_scales=(1.0,), optimizer="adam",
             weights="none")
+# Both profiles: the architecture's defaults (the demo's shift_div is set in `resolve`).
+COMMON = dict(backbone="mobilenet_v2", shift_place="blockres", temporal_pool=False)
+# The settings that fine-tuning (--tune-from) takes from the run it starts from.
+ARCHITECTURE = ("backbone", "width", "temporal", "shift_div", "shift_place", "temporal_pool")
 # A user's data: the reference recipe (REFERENCE section 4), from ImageNet weights.
 RECIPE = dict(temporal="tsm", width=1.0, segments=8, input_size=224, epochs=50, batch_size=64, lr=0.01,
               warmup_epochs=5, weight_decay=5e-4, dropout=0.5, crop_scales=SCALES, optimizer="sgd",
@@ -78,7 +83,9 @@ def resolve(options):
 
     Raises ValueError with a one-line reason for anything invalid.
     """
-    profile = DEMO if options.data is None else RECIPE
+    profile = {**COMMON, **(DEMO if options.data is None else RECIPE)}
+    if options.tune_from is not None:
+        profile.update(_tuned_architecture(options))
     values = {k: (profile[k] if getattr(options, k) is None and k in profile else getattr(options, k))
               for k in (f.name for f in dataclasses.fields(options))}
     o = FitOptions(**values)
@@ -121,6 +128,28 @@ def resolve(options):
     elif o.weights != "imagenet" and not os.path.exists(o.weights):
         raise ValueError(f"--weights {o.weights} does not exist (use none, imagenet or a weights file)")
     return o
+
+
+def _tuned_architecture(options):
+    """The architecture of the run that --tune-from names (its config.json), as profile
+    defaults: the weights fit only that architecture. An option given that differs is an error."""
+    if options.weights is not None:
+        raise ValueError("--weights and --tune-from exclude each other: the weights come from the --tune-from run")
+    config = Path(options.tune_from) / CONFIG
+    if not config.is_file():
+        raise ValueError(f"--tune-from {options.tune_from}: no {CONFIG} there (a run directory from "
+                         "training/fit.py or python -m tsm_keras.port)")
+    with open(config) as f:
+        source = json.load(f).get("model") or {}
+    # build_video_classifier's defaults, for keys an older or ported config leaves out
+    source = {"width": 1.0, "temporal": "tsm", "shift_div": 8, **COMMON, **source}
+    architecture = {key: source[key] for key in ARCHITECTURE}
+    for key, value in architecture.items():
+        given = getattr(options, key)
+        if given is not None and given != value:
+            raise ValueError(f"--{key.replace('_', '-')} {given} differs from the --tune-from run's {value} "
+                             f"({config}): fine-tuning keeps the architecture of its weights")
+    return {**architecture, "weights": "none"}
 
 
 def model_kwargs(o, num_classes):
@@ -204,6 +233,8 @@ def train(options, log=print):
     )
     with strategy.scope():
         model = build_video_classifier(**config["model"], weights=o.weights)
+        if o.tune_from:
+            copied = _load_all_but_the_classifier(model, o.tune_from)
         model.compile(
             optimizer=recipe.make_optimizer(schedule, o.weight_decay, o.clip_norm, o.head_lr_mult, o.optimizer),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -227,6 +258,8 @@ def train(options, log=print):
     log(f"data: {train_src.num_clips} training / {val_src.num_clips} validation clips, {len(class_names)} classes ({train_path})")
     log(f"recipe: {o.optimizer}, lr {peak:.4g} (batch {o.batch_size} on {replicas} replica(s)), {o.schedule} schedule, "
         f"{o.epochs} epochs, {_describe_crop(o.crop_scales)}, run directory {run_dir}")
+    if o.tune_from:
+        log(f"fine-tuning: {copied} weight tensors from {o.tune_from}; a new classifier for {len(class_names)} classes")
     if initial_epoch:
         log(f"resuming after epoch {initial_epoch} from {run_dir / 'checkpoints'}")
 
@@ -267,6 +300,30 @@ def train(options, log=print):
         evaluation.write_report(summary, class_names, run_dir)
         log("\nbest model on the validation set, " + evaluation.format_summary(summary, class_names))
     return summary, run_dir, model
+
+
+def _load_all_but_the_classifier(model, run_dir):
+    """Copies every weight of the run's model.keras into `model` but the classifier's
+    ("logits"), which keeps its fresh initialisation: the reference's --tune_from. The
+    architectures match (`_tuned_architecture`); clip length and frame size may differ."""
+    from tsm_keras.training.run_dir import load_run
+
+    source, _ = load_run(run_dir)
+
+    def body(m):
+        head = {id(w) for w in m.get_layer("logits").weights}
+        return [w for w in m.weights if id(w) not in head]
+
+    targets, sources = body(model), body(source)
+    if len(targets) != len(sources):
+        raise ValueError(f"--tune-from {run_dir}: its model has {len(sources)} weight tensors besides the classifier, "
+                         f"this one {len(targets)}")
+    for target, value in zip(targets, sources):
+        if tuple(target.shape) != tuple(value.shape):
+            raise ValueError(f"--tune-from {run_dir}: {value.path} has shape {tuple(value.shape)}, "
+                             f"this model's {target.path} {tuple(target.shape)}")
+        target.assign(value)
+    return len(targets)
 
 
 def _shard_by_data(dataset):
