@@ -12,6 +12,7 @@ See docs/tflite.md.
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -92,6 +93,9 @@ def main(argv=None):
     refused = report.get("streaming", {}).get("refused")
     if refused:
         print(f"no streaming models: {refused}")
+    elif not args.clip_only:
+        model = shlex.quote(str(run_dir / "tflite" / f"stream_{INT8 if args.int8 else FLOAT32}.tflite"))
+        print(f"next: python tflite/benchmark.py {model}   |   python tflite/stream.py {model} --video VIDEO")
     return 0
 
 
