@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.training.commands import run_command
 from tests.training.conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,3 +58,9 @@ def test_two_local_workers_train_in_lockstep(tiny_data, tmp_path):
     assert len(history) == 2 and history[1].startswith("1,")
     assert (tmp_path / "run" / "model.keras").is_file()
     assert "validation top-1" not in outputs[1]
+    # The chief's run (synchronised BatchNormalization, two replicas) evaluates and converts
+    # like any other: the commands fit.py prints at the end of a run.
+    run = tmp_path / "run"
+    assert "top-1" in run_command(f"python training/evaluate.py {run}").stdout
+    run_command(f"python tflite/convert.py {run} --int8", "--force", "--calibration-clips", "4")
+    assert (run / "tflite" / "clip_int8.tflite").is_file()

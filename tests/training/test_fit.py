@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests.training.commands import run_command, run_next_commands
 from tests.training.conftest import TINY
 from tsm_keras.models import build_video_classifier, parameter_overhead, temporal_modules
 from tsm_keras.training.callbacks import checkpoints, read_history
@@ -19,27 +20,6 @@ from tsm_keras.training.fit import resolve, train
 from training.fit import parse_args
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_command(command, *extra):
-    """A `python ...` command line as a user types it, from the checkout; it must exit 0."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    words = command.split()
-    result = subprocess.run([sys.executable, *words[1:], *extra], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=1200)
-    assert result.returncode == 0, f"{command}: {result.stderr[-3000:]}"
-    return result
-
-
-def run_next_commands(printed, run_dir):
-    """Runs the evaluate and convert commands of fit.py's `next:` line, exactly as printed
-    (convert with --force: a tiny run's near-tied logits make the 1-point int8 gate noise
-    on 10 validation clips; the gate is tested on trained models in
-    tests/export/test_int8_accuracy.py)."""
-    line = next(l for l in printed.splitlines() if l.startswith("next:"))
-    commands = [c.strip() for c in line[len("next:"):].split("|")]
-    assert commands == [f"python training/evaluate.py {run_dir}", f"python tflite/convert.py {run_dir} --int8"]
-    return run_command(commands[0]), run_command(commands[1], "--force", "--calibration-clips", "4")
 
 
 def fit_args(data, out, *extra):
@@ -144,11 +124,6 @@ def test_killed_run_resumes_after_its_last_epoch(tiny_data, tmp_path):
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert [n for _, n in checkpoints(out / "checkpoints")] == [3]
     assert "validation top-1" in second.stdout
-    # The commands fit.py prints run as printed on a --data run (SGD recipe, bidirectional):
-    # evaluate loads model.keras, convert writes the clip models and says why no streaming ones.
-    evaluated, converted = run_next_commands(second.stdout, out)
-    assert "no streaming models:" in converted.stdout and "--temporal tsm-online" in converted.stdout
-    assert {"clip_float32.tflite", "clip_int8.tflite"} <= {p.name for p in (out / "tflite").iterdir()}
 
 
 @pytest.mark.parametrize("temporal,window", [("tam", 3), ("tam-online", 2)])
