@@ -53,8 +53,9 @@ def parse_args(argv=None):
     g.add_argument("--weights", help="backbone initialisation: none, imagenet (needs internet) or a weights file "
                    f"{d('weights')}")
     g.add_argument("--tune-from", metavar="RUN", help="fine-tune: start from the weights of a run directory "
-                   "(trained, or ported with python -m tsm_keras.port) but its classifier; the architecture "
-                   "(backbone, width, temporal module, shift) is the run's")
+                   "(trained, or ported with python -m tsm_keras.port) but its classifier; backbone and width are "
+                   "the run's, and so are the temporal module and shift unless given (e.g. --temporal tsm-online "
+                   "turns a bidirectional model into a streamable one)")
     g.add_argument("--partial-bn", action="store_true", help="freeze all BatchNormalization layers but the first "
                    "(the reference does this when fine-tuning on small data)")
     g.add_argument("--bn-momentum", type=float, default=0.9, help="BatchNormalization momentum (default: 0.9, "

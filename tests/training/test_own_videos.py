@@ -117,7 +117,7 @@ def test_tune_from_copies_every_weight_but_the_classifier(own_videos, tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--temporal", "tsm"], "--temporal tsm differs from the --tune-from run's tsm-online"),
+        (["--backbone", "resnet50"], "--backbone resnet50 differs from the --tune-from run's mobilenet_v2"),
         (["--width", "1.0"], "--width 1.0 differs from the --tune-from run's 0.35"),
         (["--weights", "none"], "--weights and --tune-from exclude each other"),
     ],
@@ -128,6 +128,21 @@ def test_tune_from_refuses_another_architecture(own_videos, tmp_path, args, mess
         parse_args(["--data", str(own_videos), "--tune-from", str(tmp_path / "source"), *args])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_tune_from_may_change_the_weightless_shift_but_not_add_weights(own_videos, tmp_path):
+    """A bidirectional model fine-tuned into a causal one (the published Kinetics TSM for a
+    phone) keeps every weight; a TAM adds weights the run does not have: a clear error."""
+    source = write_source_run(tmp_path / "source", temporal="tsm")
+    causal = resolve(parse_args(["--data", str(own_videos), "--tune-from", str(tmp_path / "source"),
+                                 "--temporal", "tsm-online"]))
+    assert (causal.temporal, causal.shift_div, causal.width) == ("tsm-online", 8, 0.35)
+    model = build_video_classifier(**model_kwargs(causal, 3))
+    assert _load_all_but_the_classifier(model, tmp_path / "source") == len(source.weights) - 2
+    tam = resolve(parse_args(["--data", str(own_videos), "--tune-from", str(tmp_path / "source"),
+                              "--temporal", "tam"]))
+    with pytest.raises(ValueError, match=r"its model has \d+ weight tensors besides the classifier, this one \d+"):
+        _load_all_but_the_classifier(build_video_classifier(**model_kwargs(tam, 3)), tmp_path / "source")
 
 
 def test_tune_from_a_folder_that_is_not_a_run(own_videos, tmp_path, capsys):

@@ -70,7 +70,7 @@ DEMO = dict(temporal="tsm-online", width=0.35, segments=8, input_size=64, epochs
             weights="none")
 # Both profiles: the architecture's defaults (the demo's shift_div is set in `resolve`).
 COMMON = dict(backbone="mobilenet_v2", shift_place="blockres", temporal_pool=False)
-# The settings that fine-tuning (--tune-from) takes from the run it starts from.
+# The settings that fine-tuning (--tune-from) takes from the run it starts from, unless given.
 ARCHITECTURE = ("backbone", "width", "temporal", "shift_div", "shift_place", "temporal_pool")
 # A user's data: the reference recipe (REFERENCE section 4), from ImageNet weights.
 RECIPE = dict(temporal="tsm", width=1.0, segments=8, input_size=224, epochs=50, batch_size=64, lr=0.01,
@@ -132,7 +132,9 @@ def resolve(options):
 
 def _tuned_architecture(options):
     """The architecture of the run that --tune-from names (its config.json), as profile
-    defaults: the weights fit only that architecture. An option given that differs is an error."""
+    defaults. The backbone and its width fix the weights, so giving another is an error; the
+    weightless settings may change (a bidirectional Kinetics TSM fine-tuned into a causal one
+    for a phone: --temporal tsm-online). A TAM changes the weights: the copy refuses it."""
     if options.weights is not None:
         raise ValueError("--weights and --tune-from exclude each other: the weights come from the --tune-from run")
     config = Path(options.tune_from) / CONFIG
@@ -143,13 +145,12 @@ def _tuned_architecture(options):
         source = json.load(f).get("model") or {}
     # build_video_classifier's defaults, for keys an older or ported config leaves out
     source = {"width": 1.0, "temporal": "tsm", "shift_div": 8, **COMMON, **source}
-    architecture = {key: source[key] for key in ARCHITECTURE}
-    for key, value in architecture.items():
+    for key in ("backbone", "width"):
         given = getattr(options, key)
-        if given is not None and given != value:
-            raise ValueError(f"--{key.replace('_', '-')} {given} differs from the --tune-from run's {value} "
-                             f"({config}): fine-tuning keeps the architecture of its weights")
-    return {**architecture, "weights": "none"}
+        if given is not None and given != source[key]:
+            raise ValueError(f"--{key} {given} differs from the --tune-from run's {source[key]} ({config}): "
+                             "fine-tuning keeps the network its weights were trained in")
+    return {**{key: source[key] for key in ARCHITECTURE}, "weights": "none"}
 
 
 def model_kwargs(o, num_classes):
