@@ -172,10 +172,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from tsm_keras.export.clips import calibration_clips, validation_pairs
-    from tsm_keras.export.runs import load_run
+    from tsm_keras.run_dir import load_run
     from tsm_keras.streaming import build_streaming_model
 
-    run = load_run(args.run_dir)
+    run = load_run(args.run_dir, float32=True)
     config = run.config
     segments, size = run.model_config["num_segments"], run.model_config["input_size"]
     calib = calibration_clips(config["data"]["train"], segments, size, run.class_names, args.calibration_clips)

@@ -160,7 +160,7 @@ def main(argv=None):
     args = parse_args(argv)
     from tsm_keras.export.calibration import representative
     from tsm_keras.export.kinds import CLIP, FLOAT32, INT8, STREAM_STATE
-    from tsm_keras.export.runs import find_newest_run, load_run
+    from tsm_keras.run_dir import load_run, newest_run
     from tsm_keras.export.tflite import convert
     from tsm_keras.export.variables import with_resource_variables
     from tsm_keras.models import build_video_classifier
@@ -175,7 +175,7 @@ def main(argv=None):
         source = (f"untrained MobileNetV2 x{args.width}, {args.input_size} px, {args.segments} frames, "
                   f"shift_div {args.shift_div}")
     else:
-        run = load_run(args.run_dir or find_newest_run())
+        run = load_run(args.run_dir or newest_run(), float32=True)
         config = dict(run.model_config)
         model = run.model
         source = f"run {run.path}"

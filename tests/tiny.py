@@ -1,10 +1,9 @@
 """Tiny video models with healthy activations, and clips, for streaming and export tests."""
 
-import json
-
 import keras
 import numpy as np
 
+from tsm_keras import run_dir
 from tsm_keras.models import build_video_classifier
 
 T, S, K = 4, 32, 5
@@ -43,15 +42,11 @@ def smooth_clips(count, frames=T, size=S, seed=0):
 
 def write_run(path, model, class_names=None, extra=None):
     """A run directory as training/fit.py writes it: model.keras, config.json, labels.txt."""
-    path.mkdir(parents=True, exist_ok=True)
-    model.save(path / "model.keras")
     names = class_names or [f"class_{i}" for i in range(model.output_shape[-1])]
     config = {"model": {"num_classes": len(names), "backbone": "mobilenet_v2", "num_segments": T,
                         "input_size": S, "width": 0.35, "dropout": 0.0},
-              "class_names": names, "data": {}, **(extra or {})}
-    (path / "config.json").write_text(json.dumps(config))
-    (path / "labels.txt").write_text("".join(f"{n}\n" for n in names))
-    return path
+              "data": {}, **(extra or {})}
+    return run_dir.write_run(path, model, config, names)
 
 
 def moving_squares(count, frames=T, size=S, seed=0):

@@ -48,11 +48,11 @@ def main(argv=None):
     from tsm_keras.data import DataError
     from tsm_keras.export.clips import calibration_clips, validation_pairs
     from tsm_keras.export.pipeline import Int8AccuracyError, convert_run
-    from tsm_keras.export.runs import RunError, find_newest_run, read_config
+    from tsm_keras.run_dir import RunError, newest_run, read_config
     from tsm_keras.export.verify import VerificationError
 
     try:
-        run_dir = Path(args.run_dir) if args.run_dir else find_newest_run(args.runs)
+        run_dir = Path(args.run_dir) if args.run_dir else newest_run(args.runs)
         if not run_dir.is_dir():
             raise RunError(f"{run_dir}: no such run directory")
         config = read_config(run_dir / "config.json")

@@ -45,7 +45,7 @@ def main(argv=None):
     import cv2
 
     from tsm_keras.export.runtime import ModelKindError, StreamRunner
-    from tsm_keras.export.runs import read_labels
+    from tsm_keras.data.labels import read_labels
     from tsm_keras.streaming.demo import StreamingClassifier, frames_of, open_capture, run_video
 
     try:

@@ -2,14 +2,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 from tests.tiny import smooth_clips, tiny_classifier, write_run
 from tsm_keras.export.pipeline import Int8AccuracyError, convert_run
-from tsm_keras.export.runs import NO_RUN, RunError, find_newest_run, load_run
+from tsm_keras.run_dir import NO_RUN
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLOAT_FILES = {"clip_float32.tflite", "stream_float32.tflite", "stream_state_float32.tflite"}
@@ -90,33 +89,6 @@ def test_bidirectional_run_writes_the_clip_model_and_says_how_to_stream(tmp_path
     assert "train with --temporal tsm-online" in report["streaming"]["refused"]
     assert json.loads((run / "tflite" / "report.json").read_text())["streaming"] == report["streaming"]
     assert any("train with --temporal tsm-online" in line for line in lines)
-
-
-def test_newest_run_and_missing_runs(tmp_path, online_model):
-    with pytest.raises(RunError, match=NO_RUN):
-        find_newest_run(tmp_path / "nothing")
-    (tmp_path / "runs").mkdir()
-    with pytest.raises(RunError, match=NO_RUN):
-        find_newest_run(tmp_path / "runs")
-    old = write_run(tmp_path / "runs" / "old", online_model)
-    (tmp_path / "runs" / "incomplete").mkdir()
-    new = write_run(tmp_path / "runs" / "new", online_model)
-    os.utime(old / "model.keras", (time.time() - 100, time.time() - 100))
-    assert find_newest_run(tmp_path / "runs") == new
-    os.utime(new / "model.keras", (time.time() - 200, time.time() - 200))
-    assert find_newest_run(tmp_path / "runs") == old
-
-
-def test_bad_run_directories_name_the_file(tmp_path, online_model):
-    with pytest.raises(RunError, match="no_such_run: no such run directory"):
-        load_run(tmp_path / "no_such_run")
-    run = write_run(tmp_path / "run", online_model)
-    (run / "config.json").write_text("{not json")
-    with pytest.raises(RunError, match="config.json: not valid JSON"):
-        load_run(run)
-    (run / "model.keras").unlink()
-    with pytest.raises(RunError, match="model.keras: not found"):
-        load_run(run)
 
 
 def test_convert_script_without_any_run_says_how_to_make_one(tmp_path):

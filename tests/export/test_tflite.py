@@ -5,7 +5,6 @@ from tests.export.checks import assert_streams_agree_and_reset_exactly
 
 from tsm_keras.export.kinds import CLIP, STREAM, STREAM_STATE
 from tsm_keras.export.runtime import ClipRunner, StreamRunner, operators, open_model
-from tsm_keras.export.tflite import write_atomic
 from tsm_keras.export.variables import with_resource_variables
 from tsm_keras.export.verify import (
     VerificationError,
@@ -130,16 +129,6 @@ def test_int8_follows_float(int8_models, float_models, test_clips, calibration_c
         got = predict_clips(open_model(int8_models[kind]), clips)
         correlation = np.corrcoef(got.ravel(), reference.ravel())[0, 1]
         assert correlation > 0.6, (kind, correlation)
-
-
-def test_write_atomic_leaves_no_partial_file(tmp_path):
-    target = tmp_path / "out" / "m.tflite"
-    write_atomic(b"abc", target)
-    assert target.read_bytes() == b"abc" and [p.name for p in target.parent.iterdir()] == ["m.tflite"]
-
-    with pytest.raises(TypeError):
-        write_atomic(object(), tmp_path / "out" / "bad.tflite")
-    assert [p.name for p in target.parent.iterdir()] == ["m.tflite"]
 
 
 def test_float16_models_halve_the_size_and_still_stream_exactly(online_model, stream_model, float_models, test_clips):

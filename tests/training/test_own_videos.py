@@ -13,6 +13,7 @@ import pytest
 from tests.tiny import tiny_classifier
 from tests.training.commands import next_commands, run_command, run_next_commands
 from tests.training.conftest import TINY, USER_CLASSES
+from tsm_keras.run_dir import write_run
 from tsm_keras.training.fit import _load_all_but_the_classifier, model_kwargs, resolve
 from tsm_keras.models import build_video_classifier
 from training.fit import parse_args
@@ -36,12 +37,9 @@ def load_in_a_fresh_process(model_file):
 def write_source_run(path, temporal="tsm-online", classes=5):
     """A run directory as fit.py or the porter writes it, for a 5-class tiny model."""
     model = tiny_classifier(temporal, num_classes=classes)
-    path.mkdir(parents=True)
-    model.save(path / "model.keras")
     config = {"model": dict(num_classes=classes, backbone="mobilenet_v2", num_segments=4, input_size=32,
-                            temporal=temporal, shift_div=8, width=0.35, dropout=0.0),
-              "class_names": [f"c{i}" for i in range(classes)]}
-    (path / "config.json").write_text(json.dumps(config))
+                            temporal=temporal, shift_div=8, width=0.35, dropout=0.0)}
+    write_run(path, model, config, [f"c{i}" for i in range(classes)])
     return model
 
 

@@ -1,6 +1,6 @@
 """Class-name files: one class name per line, line i is label i."""
 
-import os
+from tsm_keras.files import atomic_write
 
 
 def write_labels(path, class_names):
@@ -19,7 +19,7 @@ def write_labels(path, class_names):
                 f"spaces. Received: {name!r}")
     if len(set(names)) != len(names):
         raise ValueError(f"Class names must be unique. Received: {names}")
-    atomic_write_text(path, "".join(name + "\n" for name in names))
+    atomic_write(path, "".join(name + "\n" for name in names))
 
 
 def read_labels(path):
@@ -32,13 +32,3 @@ def read_labels(path):
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: the labels file repeats class names")
     return names
-
-
-def atomic_write_text(path, text):
-    """Writes `text` to a temporary file beside `path`, then renames it over `path`."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -26,7 +26,8 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from tsm_keras.data.base import DataError, Source, add_noise
-from tsm_keras.data.labels import atomic_write_text, write_labels
+from tsm_keras.data.labels import write_labels
+from tsm_keras.files import atomic_write
 from tsm_keras.data.video import UnreadableError
 
 MANIFEST = "manifest.json"
@@ -66,7 +67,7 @@ def _read_json(path):
 
 
 def _write_json(path, data):
-    atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    atomic_write(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
 
 
 class TFRecordSource(Source):

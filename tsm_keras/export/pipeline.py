@@ -14,13 +14,12 @@ only after it passed its checks; an int8 model more than `max_int8_drop` top-1 p
 float is not written unless `force`.
 """
 
-import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
+from tsm_keras.data.labels import write_labels
 from tsm_keras.export import calibration
 from tsm_keras.export.benchmark import benchmark
 from tsm_keras.export.kinds import (
@@ -33,9 +32,8 @@ from tsm_keras.export.kinds import (
     STREAM_STATE,
     file_name,
 )
-from tsm_keras.export.runs import LABELS_FILE, load_run, write_labels
 from tsm_keras.export.runtime import ClipRunner, StreamRunner, interpreter, operators
-from tsm_keras.export.tflite import convert, write_atomic
+from tsm_keras.export.tflite import convert
 from tsm_keras.export.variables import with_resource_variables
 from tsm_keras.export.verify import (
     FLOAT_TOLERANCE,
@@ -48,6 +46,8 @@ from tsm_keras.export.verify import (
     streaming_vs_clip,
     variable_types,
 )
+from tsm_keras.files import atomic_write, write_json
+from tsm_keras.run_dir import LABELS, load_run
 from tsm_keras.streaming import NotStreamableError, build_streaming_model, state_specs
 
 OUTPUT_DIR = "tflite"
@@ -164,7 +164,7 @@ def convert_run(
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown:
         raise ValueError(f"unknown precision {unknown[0]!r}; expected some of {PRECISIONS}")
-    run = load_run(run_dir)
+    run = load_run(run_dir, float32=True)
     model = run.model
     out = Path(run.path) / OUTPUT_DIR
     out.mkdir(exist_ok=True)
@@ -204,7 +204,7 @@ def convert_run(
 
     def write(kind, precision, content):
         path = out / file_name(kind, precision)
-        write_atomic(content, path)
+        atomic_write(path, content)
         written[(kind, precision)] = content
         report["files"][path.name] = {"kind": kind, "precision": precision, **describe(content)}
         log(f"wrote {path} ({len(content) / 2**20:.2f} MB)")
@@ -242,8 +242,8 @@ def convert_run(
             for kind, data in ((STREAM_STATE, state), (STREAM, variables)):
                 write(kind, precision, data)
 
-    labels_path = out / LABELS_FILE
-    write_labels(run.class_names, labels_path)
+    labels_path = out / LABELS
+    write_labels(labels_path, run.class_names)
 
     # Validation top-1: float reference first.
     val_clips, val_labels, float_logits = None, None, None
@@ -271,7 +271,7 @@ def convert_run(
             entry["per_frame_ms"] = main / num_segments
         report["latency"][file_name(kind, precision)] = entry
     report["seconds"] = round(time.time() - started, 1)
-    _write_report(report, out / REPORT_FILE)
+    write_json(out / REPORT_FILE, report, default=_json_default)
     log(f"wrote {out / REPORT_FILE}")
     if int8_error is not None:
         raise int8_error
@@ -360,14 +360,6 @@ def _verify_int8_streaming(kind, content, clip_logits, check):
             raise VerificationError(f"{runner.name}: variables of types {types}, expected int8 only")
         result["variable_types"] = types
     return result
-
-
-def _write_report(report, path):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as file:
-        json.dump(report, file, indent=2, default=_json_default)
-        file.write("\n")
-    os.replace(tmp, path)
 
 
 def _json_default(value):

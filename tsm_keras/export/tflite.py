@@ -16,7 +16,6 @@ weights and activations, TFLITE_BUILTINS_INT8 only, int8 inputs and outputs, cal
 representative data set; see `tsm_keras.export.calibration`).
 """
 
-import os
 import tempfile
 
 import numpy as np
@@ -126,20 +125,3 @@ def convert(model, kind, precision=FLOAT32, representative=None):
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
         return converter.convert()
-
-
-def write_atomic(content, path):
-    """Write bytes to `path` through a temporary file in the same folder and a rename."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=".tmp_", suffix=".tflite", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(content)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-    return path

@@ -9,4 +9,5 @@ from tsm_keras.models.insertion import (
     insert_temporal_shift,
     parameter_overhead,
     temporal_modules,
+    walk_layers,
 )

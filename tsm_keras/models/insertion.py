@@ -206,15 +206,18 @@ def insert_temporal_aggregation(
     return insert_temporal_modules(model, make_aggregation, place, layer_names, name)
 
 
-def temporal_modules(model, types=TEMPORAL_LAYERS):
-    """The layers of `types` in a model, nested models included, in graph order."""
-    found = []
+def walk_layers(model):
+    """Every layer of a model, nested models flattened (not yielded themselves), in graph order."""
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            found.extend(temporal_modules(layer, types))
-        elif isinstance(layer, types):
-            found.append(layer)
-    return found
+            yield from walk_layers(layer)
+        else:
+            yield layer
+
+
+def temporal_modules(model, types=TEMPORAL_LAYERS):
+    """The layers of `types` in a model, nested models included, in graph order."""
+    return [layer for layer in walk_layers(model) if isinstance(layer, types)]
 
 
 @dataclasses.dataclass(frozen=True)

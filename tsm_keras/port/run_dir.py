@@ -10,7 +10,6 @@ Everything is written and checked in a temporary directory next to the destinati
 moved into place only at the end, so a failure never leaves a half-written model.
 """
 
-import json
 import os
 import shutil
 import tempfile
@@ -18,18 +17,19 @@ import tempfile
 import keras
 import numpy as np
 
+from tsm_keras import run_dir
+from tsm_keras.data import labels as labels_file
 from tsm_keras.port.checkpoint import PortError
-
-MODEL_FILE, CONFIG_FILE, LABELS_FILE = "model.keras", "config.json", "labels.txt"
 
 
 def read_labels(path, num_classes):
     """Class names from a text file, one per line; their number must be `num_classes`."""
     try:
-        with open(path, encoding="utf-8") as file:
-            names = [line.strip() for line in file.read().strip().splitlines()]
+        names = labels_file.read_labels(path)
     except OSError as error:
         raise PortError(f"cannot read the labels file {path}: {error.strerror or error}") from error
+    except ValueError as error:
+        raise PortError(str(error)) from error
     if len(names) != num_classes:
         raise PortError(f"{path} has {len(names)} class names; the checkpoint has {num_classes} classes")
     return names
@@ -47,8 +47,8 @@ def write_run_dir(out, model, config, class_names, force=False, verify=True):
     out = os.path.abspath(os.fspath(out))
     as_file = out.endswith(".keras")
     folder = os.path.dirname(out) if as_file else out
-    model_name = os.path.basename(out) if as_file else MODEL_FILE
-    names = (model_name, CONFIG_FILE, LABELS_FILE)
+    model_name = os.path.basename(out) if as_file else run_dir.MODEL
+    names = (model_name, run_dir.CONFIG, run_dir.LABELS)
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise PortError(f"{folder} exists and is not a directory")
     existing = [os.path.join(folder, name) for name in names if os.path.exists(os.path.join(folder, name))]
@@ -58,19 +58,15 @@ def write_run_dir(out, model, config, class_names, force=False, verify=True):
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".tsm_keras_port-", dir=parent)
     try:
-        model.save(os.path.join(staging, model_name))
-        with open(os.path.join(staging, CONFIG_FILE), "w", encoding="utf-8") as file:
-            json.dump(config, file, indent=2)
-            file.write("\n")
-        with open(os.path.join(staging, LABELS_FILE), "w", encoding="utf-8") as file:
-            file.write("".join(f"{name}\n" for name in class_names))
+        run_dir.write_run(staging, model, config, class_names)
         if verify:
-            _verify(model, os.path.join(staging, model_name))
+            _verify(model, os.path.join(staging, run_dir.MODEL))
+        os.replace(os.path.join(staging, run_dir.MODEL), os.path.join(staging, model_name))
         if not as_file and not os.path.exists(folder):
             os.rename(staging, folder)  # the whole directory appears at once
         else:
             os.makedirs(folder, exist_ok=True)
-            for name in (CONFIG_FILE, LABELS_FILE, model_name):
+            for name in (run_dir.CONFIG, run_dir.LABELS, model_name):
                 os.replace(os.path.join(staging, name), os.path.join(folder, name))
     finally:
         shutil.rmtree(staging, ignore_errors=True)

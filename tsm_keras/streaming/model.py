@@ -30,7 +30,7 @@ import keras
 import numpy as np
 
 from tsm_keras.layers.video import FoldTime, SegmentConsensus
-from tsm_keras.models.insertion import TEMPORAL_LAYERS
+from tsm_keras.models.insertion import TEMPORAL_LAYERS, walk_layers
 
 FRAME = "frame"
 LOGITS = "logits"
@@ -61,15 +61,6 @@ class StateSpec:
         return int(np.prod(self.shape))
 
 
-def _layers(model):
-    """All layers of a model, nested models flattened, in graph order."""
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _layers(layer)
-        else:
-            yield layer
-
-
 def _streams(layer):
     return all(hasattr(layer, attribute) for attribute in ("step", "state_shape", "is_causal"))
 
@@ -82,7 +73,7 @@ def streaming_modules(model):
     (non-causal) layer, or a temporal layer without the streaming protocol (e.g. temporal
     pooling, which halves the frames).
     """
-    layers = list(_layers(model))
+    layers = list(walk_layers(model))
     temporal = [l for l in layers if _streams(l) or isinstance(l, TEMPORAL_LAYERS)]
     if not temporal:
         raise NotStreamableError(
@@ -194,7 +185,7 @@ def build_frame_model(model, batch_size=None, name=None):
     """The per-frame model of a clip model without temporal layers (TSN): `{"frame"} ->
     {"logits"}`, sharing its weights. The baseline a streaming model is compared with."""
     clip_shape = _check_clip_input(model)
-    temporal = [l.name for l in _layers(model) if _streams(l) or isinstance(l, TEMPORAL_LAYERS)]
+    temporal = [l.name for l in walk_layers(model) if _streams(l) or isinstance(l, TEMPORAL_LAYERS)]
     if temporal:
         raise ValueError(f"model '{model.name}' has temporal layers {temporal[:3]}...: use build_streaming_model")
     frame = keras.Input(batch_shape=(batch_size,) + tuple(clip_shape[2:]), name=FRAME)

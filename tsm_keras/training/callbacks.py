@@ -9,7 +9,8 @@ import keras
 import numpy as np
 
 from tsm_keras.training import plots
-from tsm_keras.training.run_dir import MODEL, atomic_path, save_model, write_text
+from tsm_keras.files import atomic_path, atomic_write
+from tsm_keras.run_dir import MODEL, save_model
 
 CHECKPOINT = re.compile(r"^epoch-(\d+)\.weights\.h5$")
 
@@ -121,4 +122,4 @@ def write_history(path, rows):
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
     writer.writerows(rows)
-    write_text(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue())

@@ -3,14 +3,15 @@
 from pathlib import Path
 
 from tsm_keras.training import evaluation
-from tsm_keras.training.run_dir import load_run
+from tsm_keras.run_dir import load_run
 
 
 def evaluate_run(run_dir, data_path=None, clips=1, crops=1, dense=False, batch_size=8, out=None, log=print):
     """Returns (summary, report directory)."""
     from tsm_keras import data
 
-    model, config = load_run(run_dir)
+    run = load_run(run_dir)
+    model, config = run.model, run.config
     kwargs = config["model"]
     class_names = config["class_names"]
     data_path = data_path or config.get("data", {}).get("val")

@@ -3,7 +3,7 @@
 import numpy as np
 
 from tsm_keras.training import plots
-from tsm_keras.training.run_dir import atomic_path, write_json, write_text
+from tsm_keras.files import atomic_path, atomic_write, write_json
 
 
 def predict_views(model, dataset):
@@ -51,7 +51,7 @@ def write_report(summary, class_names, out_dir, prefix=""):
         f"{name},{'' if acc is None else f'{acc:.4f}'},{sum(row)}"
         for (name, acc), row in zip(summary["per_class"].items(), summary["confusion"])
     ]
-    write_text(out_dir / f"{prefix}per_class.csv", "\n".join(lines) + "\n")
+    atomic_write(out_dir / f"{prefix}per_class.csv", "\n".join(lines) + "\n")
     with atomic_path(out_dir / f"{prefix}confusion.png") as tmp:
         plots.confusion(summary["confusion"], class_names, tmp)
 

@@ -19,7 +19,9 @@ import tensorflow as tf
 from tsm_keras.data.augment import SCALES
 from tsm_keras.models import BACKBONES, TEMPORAL_MODULES, build_video_classifier, parameter_overhead, temporal_modules
 from tsm_keras.training import callbacks, distribute, evaluation, recipe
-from tsm_keras.training.run_dir import CONFIG, LABELS, MODEL, write_json, write_text
+from tsm_keras.data.labels import write_labels
+from tsm_keras.files import write_json
+from tsm_keras.run_dir import CONFIG, LABELS, MODEL, load_run
 
 
 @dataclasses.dataclass
@@ -248,7 +250,7 @@ def train(options, log=print):
     if chief:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / CONFIG, config)
-        write_text(run_dir / LABELS, "\n".join(class_names) + "\n")
+        write_labels(run_dir / LABELS, class_names)
     modules = len([m for m in temporal_modules(model) if m.name != "temporal_pool"])
     log(f"{_describe(o)}: {modules} temporal modules, {model.count_params():,} parameters")
     overhead = parameter_overhead(model)
@@ -307,9 +309,7 @@ def _load_all_but_the_classifier(model, run_dir):
     """Copies every weight of the run's model.keras into `model` but the classifier's
     ("logits"), which keeps its fresh initialisation: the reference's --tune_from. The
     architectures match (`_tuned_architecture`); clip length and frame size may differ."""
-    from tsm_keras.training.run_dir import load_run
-
-    source, _ = load_run(run_dir)
+    source = load_run(run_dir).model
 
     def body(m):
         head = {id(w) for w in m.get_layer("logits").weights}
