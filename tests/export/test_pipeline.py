@@ -56,10 +56,14 @@ def test_int8_conversion_reports_accuracy_and_agreement(online_run, online_model
     out = online_run / "tflite"
     assert {"clip_int8.tflite", "stream_int8.tflite", "stream_state_int8.tflite"} <= {p.name for p in out.iterdir()}
     accuracy = report["accuracy"]
-    for name in ("clip_int8", "stream_int8"):
-        assert 0 <= accuracy[name] <= 100 and 0 <= accuracy[f"{name}_agreement_with_float"] <= 100
-        assert accuracy[f"{name}_drop_points"] == pytest.approx(accuracy["clip_float32"] - accuracy[name])
     assert accuracy["clip_float32"] == 100.0
+    # Each of the three int8 models is scored on its own; the labels are the float model's
+    # predictions, so its top-1 is its agreement with float.
+    for name in ("clip_int8", "stream_state_int8", "stream_int8"):
+        assert accuracy[name] == accuracy[f"{name}_agreement_with_float"]
+        assert accuracy[f"{name}_drop_points"] == pytest.approx(100.0 - accuracy[name])
+    # The two streaming files are one graph with the buffers held in two ways.
+    assert accuracy["stream_int8"] == accuracy["stream_state_int8"]
     assert report["int8"]["written"] is True
     quant = report["verification"]["stream_state_int8.tflite"]["state_quantization"]
     assert all(v["input"] == v["output"] for v in quant.values())

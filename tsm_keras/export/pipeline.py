@@ -14,6 +14,7 @@ only after it passed its checks; an int8 model more than `max_int8_drop` top-1 p
 float is not written unless `force`.
 """
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from tsm_keras.export.kinds import (
     INT8,
     MAX_INT8_DROP,
     PRECISIONS,
+    SERVING,
+    STEP,
     STREAM,
     STREAM_STATE,
     file_name,
@@ -125,6 +128,31 @@ def _materialize(pairs, limit=None):
     return clips, np.asarray(labels, "int64")
 
 
+@dataclasses.dataclass
+class Int8Result:
+    """The int8 models of a run, their checks and the accuracy gate's verdict."""
+
+    contents: dict  # kind -> .tflite bytes
+    verification: dict  # file name -> checks
+    accuracy: dict = dataclasses.field(default_factory=dict)  # report["accuracy"] entries
+    problems: list = dataclasses.field(default_factory=list)  # why the gate refuses them
+
+
+class _Output:
+    """RUN/tflite/: writes each model atomically and records it in the report."""
+
+    def __init__(self, folder, report, log):
+        self.folder, self.report, self.log = folder, report, log
+        self.written = {}  # (kind, precision) -> bytes
+
+    def write(self, kind, precision, content):
+        path = self.folder / file_name(kind, precision)
+        atomic_write(path, content)
+        self.written[(kind, precision)] = content
+        self.report["files"][path.name] = {"kind": kind, "precision": precision, **describe(content)}
+        self.log(f"wrote {path} ({len(content) / 2**20:.2f} MB)")
+
+
 def convert_run(
     run_dir,
     precisions=(FLOAT32,),
@@ -141,6 +169,10 @@ def convert_run(
 ):
     """Convert, verify and report a run. Returns the report (also written to report.json).
 
+    The stages: float models (converted, checked against Keras, written), float top-1, int8
+    models (calibrated, checked, gated on top-1 against float, written if they pass),
+    latency of every written model, report.
+
     Args:
         run_dir: a run directory (model.keras, config.json).
         precisions: which of 'float32', 'float16', 'int8' (float32 is always written).
@@ -156,193 +188,181 @@ def convert_run(
         max_int8_drop: largest allowed int8 top-1 drop below float, in points.
 
     Raises:
-        VerificationError: a float model does not match Keras (nothing of it is written).
-        Int8AccuracyError: int8 too far below float (float files kept, int8 not written).
+        VerificationError: a model fails a check (nothing of it is written).
+        Int8AccuracyError: int8 too far below float (float files and the report are
+            written, int8 files are not).
     """
     started = time.time()
     precisions = [FLOAT32] + [p for p in precisions if p != FLOAT32]
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown:
         raise ValueError(f"unknown precision {unknown[0]!r}; expected some of {PRECISIONS}")
+    if INT8 in precisions and calibration_clips is None:
+        raise ValueError("int8 needs calibration clips (the run's training data)")
     run = load_run(run_dir, float32=True)
     model = run.model
-    out = Path(run.path) / OUTPUT_DIR
-    out.mkdir(exist_ok=True)
+    folder = Path(run.path) / OUTPUT_DIR
+    folder.mkdir(exist_ok=True)
     # Files of an earlier conversion at these precisions would not match this report.
     for precision in precisions:
-        for stale in out.glob(f"*_{precision}.tflite"):
+        for stale in folder.glob(f"*_{precision}.tflite"):
             stale.unlink()
     num_segments, size = int(model.input_shape[1]), int(model.input_shape[2])
-    report = {
-        "run_dir": str(run.path),
-        "model": run.model_config,
-        "class_names": run.class_names,
-        "num_segments": num_segments,
-        "input_size": size,
-        "files": {},
-        "verification": {},
-        "int8": {},
-        "accuracy": {},
-        "latency": {},
-    }
-
-    stream_model = None
-    if streaming:
-        try:
-            stream_model = build_streaming_model(model, batch_size=1)
-            report["streaming"] = {
-                "states": [{"name": s.name, "shape": [1, *s.shape], "values": s.size} for s in state_specs(stream_model)],
-                "state_values": int(sum(s.size for s in state_specs(stream_model))),
-            }
-        except NotStreamableError as error:
-            report["streaming"] = {"refused": str(error)}
-            log(f"streaming models refused: {error}")
-
+    report = {"run_dir": str(run.path), "model": run.model_config, "class_names": run.class_names,
+              "num_segments": num_segments, "input_size": size,
+              "files": {}, "verification": {}, "int8": {}, "accuracy": {}, "latency": {}}
+    stream_model, report["streaming"] = _streaming_model(model, streaming, log)
     kinds = [CLIP] + ([STREAM_STATE, STREAM] if stream_model is not None else [])
     check = verification_clips(num_segments, size)
-    written = {}
+    output = _Output(folder, report, log)
 
-    def write(kind, precision, content):
-        path = out / file_name(kind, precision)
-        atomic_write(path, content)
-        written[(kind, precision)] = content
-        report["files"][path.name] = {"kind": kind, "precision": precision, **describe(content)}
-        log(f"wrote {path} ({len(content) / 2**20:.2f} MB)")
-
-    def verify_streaming(kind, precision, content, clip_logits, tolerance):
-        runner = StreamRunner(content, name=file_name(kind, precision))
-        check_builtin_operators(runner)
-        result = streaming_vs_clip(runner, clip_logits, check, tolerance)
-        if kind == STREAM_STATE:
-            result["state_quantization"] = state_quantization(runner)
-        else:
-            result["variable_types"] = variable_types(runner)
-        return result
-
-    # Float models: the reference. float16 weights are dequantized at load: compute is
-    # float32 too, so the same streaming == clip bound holds; vs Keras it is reported.
     for precision in [p for p in precisions if p != INT8]:
         log(f"converting {precision} models")
-        content = convert(model, CLIP, precision)
-        runner = ClipRunner(content, name=file_name(CLIP, precision))
-        check_builtin_operators(runner)
-        tolerance = FLOAT_TOLERANCE if precision == FLOAT32 else None
-        clip_logits = np.stack([runner(c) for c in check])
-        report["verification"][file_name(CLIP, precision)] = {
-            "max_abs_difference_vs_keras": clip_vs_keras(runner, model, check, tolerance),
-            "clips": len(check),
-        }
-        write(CLIP, precision, content)
-        if stream_model is not None:
-            state = convert(stream_model, STREAM_STATE, precision)
-            variables = with_resource_variables(state)
-            for kind, data in ((STREAM_STATE, state), (STREAM, variables)):
-                report["verification"][file_name(kind, precision)] = verify_streaming(
-                    kind, precision, data, clip_logits, FLOAT_TOLERANCE)
-            for kind, data in ((STREAM_STATE, state), (STREAM, variables)):
-                write(kind, precision, data)
+        contents, verification = _float_models(model, stream_model, precision, check)
+        report["verification"].update(verification)
+        for kind in kinds:
+            output.write(kind, precision, contents[kind])
+    write_labels(folder / LABELS, run.class_names)
 
-    labels_path = out / LABELS
-    write_labels(labels_path, run.class_names)
-
-    # Validation top-1: float reference first.
-    val_clips, val_labels, float_logits = None, None, None
+    val_clips = val_labels = float_logits = None
     if validation is not None:
         val_clips, val_labels = _materialize(validation, validation_limit)
-        float_logits = predict_clips(ClipRunner(written[(CLIP, FLOAT32)]), val_clips)
-        report["accuracy"]["note"] = "top-1 in %, 1 clip x 1 centre crop per video; stream = T frames from reset, mean logits"
-        report["accuracy"]["clip_float32"] = top1(float_logits, val_labels)
-        report["accuracy"]["validation_clips"] = len(val_clips)
+        float_logits = predict_clips(ClipRunner(output.written[(CLIP, FLOAT32)]), val_clips)
+        report["accuracy"].update(note="top-1 in %, 1 clip x 1 centre crop per video; a streaming model: T "
+                                  "frames from reset, mean logits", clip_float32=top1(float_logits, val_labels),
+                                  validation_clips=len(val_clips))
         log(f"float32 top-1 {report['accuracy']['clip_float32']:.2f} on {len(val_clips)} validation clips")
 
-    int8_error = None
+    int8 = None
     if INT8 in precisions:
-        int8_error = _convert_int8(model, stream_model, kinds, calibration_clips, calibration_limit,
-                                   val_clips, val_labels, float_logits, report, write, check, force,
-                                   max_int8_drop, log)
+        log("calibrating and converting int8 models")
+        int8 = _int8_models(model, stream_model, calibration_clips, calibration_limit, check)
+        report["verification"].update(int8.verification)
+        report["int8"].update(input=INT8_INPUT_NOTE, calibration_clips_limit=calibration_limit)
+        _int8_gate(int8, val_clips, val_labels, float_logits, max_int8_drop, log)
+        report["accuracy"].update(int8.accuracy)
+        report["int8"]["written"] = not int8.problems or force
+        if int8.problems:
+            report["int8"]["forced_despite" if force else "refused"] = int8.problems
+        if report["int8"]["written"]:
+            for kind in kinds:
+                output.write(kind, INT8, int8.contents[kind])
 
-    # Latency of every written model on this machine.
-    for (kind, precision), content in written.items():
-        result = benchmark(content, threads=threads, repeats=latency_repeats)
-        entry = {"threads": result["threads"], "signatures": result["signatures"]}
-        main = result["signatures"]["serving_default" if kind == CLIP else "step"]["median_ms"]
-        entry["per_clip_ms" if kind == CLIP else "per_frame_ms"] = main
-        if kind == CLIP:
-            entry["per_frame_ms"] = main / num_segments
-        report["latency"][file_name(kind, precision)] = entry
+    report["latency"] = _latency(output.written, threads, latency_repeats, num_segments)
     report["seconds"] = round(time.time() - started, 1)
-    write_json(out / REPORT_FILE, report, default=_json_default)
-    log(f"wrote {out / REPORT_FILE}")
-    if int8_error is not None:
-        raise int8_error
+    write_json(folder / REPORT_FILE, report, default=_json_default)
+    log(f"wrote {folder / REPORT_FILE}")
+    if not report["int8"].get("written", True):
+        raise Int8AccuracyError("int8 models not written: " + "; ".join(int8.problems) + " (max allowed drop "
+                                f"{max_int8_drop} points; use --force to write them anyway)")
     return report
 
 
-def _convert_int8(model, stream_model, kinds, calibration_clips, limit, val_clips, val_labels,
-                  float_logits, report, write, check, force, max_drop, log):
-    """Calibrate, convert and check the int8 models; write them if they pass (or `force`)."""
-    if calibration_clips is None:
-        raise ValueError("int8 needs calibration clips (the run's training data)")
-    report["int8"]["input"] = INT8_INPUT_NOTE
-    report["int8"]["calibration_clips_limit"] = limit
-    contents = {}
-    log("calibrating and converting int8 models")
-    contents[CLIP] = convert(model, CLIP, INT8, calibration.representative(CLIP, calibration_clips, limit=limit))
+def _streaming_model(model, streaming, log):
+    """(the Keras streaming model or None, report["streaming"])."""
+    if not streaming:
+        return None, {"refused": "not asked for (--clip-only)"}
+    try:
+        stream_model = build_streaming_model(model, batch_size=1)
+    except NotStreamableError as error:
+        log(f"streaming models refused: {error}")
+        return None, {"refused": str(error)}
+    specs = state_specs(stream_model)
+    return stream_model, {"states": [{"name": s.name, "shape": [1, *s.shape], "values": s.size} for s in specs],
+                          "state_values": int(sum(s.size for s in specs))}
+
+
+def _float_models(model, stream_model, precision, check):
+    """Float32 or float16 models, each checked: ({kind: bytes}, {file name: checks}).
+
+    float16 weights are dequantized at load, so compute is float32 too: the same streaming ==
+    clip bound holds, and the difference to Keras is reported, not bounded.
+    """
+    contents, verification = {CLIP: convert(model, CLIP, precision)}, {}
+    runner = ClipRunner(contents[CLIP], name=file_name(CLIP, precision))
+    check_builtin_operators(runner)
+    tolerance = FLOAT_TOLERANCE if precision == FLOAT32 else None
+    verification[file_name(CLIP, precision)] = {
+        "max_abs_difference_vs_keras": clip_vs_keras(runner, model, check, tolerance), "clips": len(check)}
+    if stream_model is not None:
+        clip_logits = np.stack([runner(c) for c in check])
+        contents[STREAM_STATE] = convert(stream_model, STREAM_STATE, precision)
+        contents[STREAM] = with_resource_variables(contents[STREAM_STATE])
+        for kind in (STREAM_STATE, STREAM):
+            stream = StreamRunner(contents[kind], name=file_name(kind, precision))
+            check_builtin_operators(stream)
+            result = streaming_vs_clip(stream, clip_logits, check, FLOAT_TOLERANCE)
+            if kind == STREAM_STATE:
+                result["state_quantization"] = state_quantization(stream)
+            else:
+                result["variable_types"] = variable_types(stream)
+            verification[file_name(kind, precision)] = result
+    return contents, verification
+
+
+def _int8_models(model, stream_model, calibration_clips, limit, check):
+    """Calibrated int8 models, checked (builtin ops, streaming reset, buffer and
+    concatenation scales); the accuracy gate comes after."""
+    contents = {CLIP: convert(model, CLIP, INT8, calibration.representative(CLIP, calibration_clips, limit=limit))}
     if stream_model is not None:
         samples = calibration.representative(STREAM_STATE, calibration_clips, stream=stream_model, limit=limit)
         contents[STREAM_STATE] = convert(stream_model, STREAM_STATE, INT8, samples)
         contents[STREAM] = with_resource_variables(contents[STREAM_STATE])
-
     clip_runner = ClipRunner(contents[CLIP], name=file_name(CLIP, INT8))
     check_builtin_operators(clip_runner)
     clip_logits = np.stack([clip_runner(c) for c in check])
     keras_logits = np.asarray(model.predict_on_batch(check))
-    report["verification"][file_name(CLIP, INT8)] = {
+    verification = {file_name(CLIP, INT8): {
         "max_abs_difference_vs_keras": float(np.max(np.abs(clip_logits - keras_logits))),
         "keras_logit_range": float(np.ptp(keras_logits)),
-    }
-    for kind in kinds[1:]:
-        # int8 streaming vs int8 clip: two calibrations, so not equal; reset must be exact.
-        result = _verify_int8_streaming(kind, contents[kind], clip_logits, check)
-        report["verification"][file_name(kind, INT8)] = result
-    for kind in kinds:
-        found = concatenation_scales(ClipRunner(contents[kind]) if kind == CLIP else StreamRunner(contents[kind]))
-        report["verification"][file_name(kind, INT8)]["concatenation_scales"] = found
+    }}
+    for kind in contents:
+        if kind != CLIP:
+            # int8 streaming vs int8 clip: two calibrations, so not equal; reset must be exact.
+            verification[file_name(kind, INT8)] = _verify_int8_streaming(kind, contents[kind], clip_logits, check)
+        runner = ClipRunner(contents[kind]) if kind == CLIP else StreamRunner(contents[kind])
+        found = concatenation_scales(runner)
+        verification[file_name(kind, INT8)]["concatenation_scales"] = found
         if found["mismatched"]:
             raise VerificationError(f"{file_name(kind, INT8)}: int8 CONCATENATION with inputs of another "
                                     f"scale than its output: {found['mismatched']}")
+    return Int8Result(contents, verification)
 
-    problems = []
-    if val_clips is not None:
-        reference = report["accuracy"]["clip_float32"]
-        for kind in (CLIP, STREAM_STATE):
-            if kind not in contents:
-                continue
-            runner = (ClipRunner if kind == CLIP else StreamRunner)(contents[kind])
-            logits = predict_clips(runner, val_clips)
-            name = f"{'clip' if kind == CLIP else 'stream'}_int8"
-            report["accuracy"][name] = top1(logits, val_labels)
-            drop = reference - report["accuracy"][name]
-            report["accuracy"][f"{name}_drop_points"] = drop
-            report["accuracy"][f"{name}_agreement_with_float"] = float(
-                np.mean(np.argmax(logits, 1) == np.argmax(float_logits, 1)) * 100.0)
-            log(f"int8 {name.replace('_int8', '')} top-1 {report['accuracy'][name]:.2f} (float {reference:.2f})")
-            if drop > max_drop:
-                problems.append(f"{name} top-1 {report['accuracy'][name]:.2f} is {drop:.2f} points below float {reference:.2f}")
-    else:
-        problems.append("no validation data to check int8 top-1 against float")
-    if problems and not force:
-        report["int8"]["written"] = False
-        report["int8"]["refused"] = problems
-        return Int8AccuracyError(
-            "int8 models not written: " + "; ".join(problems) + " (max allowed drop "
-            f"{max_drop} points; use --force to write them anyway)")
-    report["int8"]["written"] = True
-    if problems:
-        report["int8"]["forced_despite"] = problems
-    for kind, content in contents.items():
-        write(kind, INT8, content)
-    return None
+
+def _int8_gate(int8, val_clips, val_labels, float_logits, max_drop, log):
+    """Top-1 of every int8 model against float on the validation clips; fills
+    `int8.accuracy` and, for each model more than `max_drop` points below, `int8.problems`."""
+    if val_clips is None:
+        int8.problems.append("no validation data to check int8 top-1 against float")
+        return
+    reference = top1(float_logits, val_labels)
+    for kind, content in int8.contents.items():
+        logits = predict_clips((ClipRunner if kind == CLIP else StreamRunner)(content), val_clips)
+        name = f"{kind}_{INT8}"
+        accuracy = top1(logits, val_labels)
+        int8.accuracy.update({
+            name: accuracy,
+            f"{name}_drop_points": reference - accuracy,
+            f"{name}_agreement_with_float": float(np.mean(np.argmax(logits, 1) == np.argmax(float_logits, 1)) * 100),
+        })
+        log(f"int8 {kind} top-1 {accuracy:.2f} (float {reference:.2f})")
+        if reference - accuracy > max_drop:
+            int8.problems.append(f"{name} top-1 {accuracy:.2f} is {reference - accuracy:.2f} points below float "
+                                 f"{reference:.2f}")
+
+
+def _latency(written, threads, repeats, num_segments):
+    """Median latency of every written model on this machine, by file name."""
+    latency = {}
+    for (kind, precision), content in written.items():
+        result = benchmark(content, threads=threads, repeats=repeats)
+        entry = {"threads": result["threads"], "signatures": result["signatures"]}
+        main = result["signatures"][SERVING if kind == CLIP else STEP]["median_ms"]
+        entry["per_clip_ms" if kind == CLIP else "per_frame_ms"] = main
+        if kind == CLIP:
+            entry["per_frame_ms"] = main / num_segments
+        latency[file_name(kind, precision)] = entry
+    return latency
 
 
 def _verify_int8_streaming(kind, content, clip_logits, check):
