@@ -19,7 +19,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tsm_keras.models import BACKBONES, TEMPORAL_MODULES  # noqa: E402
-from tsm_keras.training.fit import DEMO, RECIPE, FitOptions, resolve, train  # noqa: E402
+from tsm_keras.training.fit import DEFAULTS, DEMO, RECIPE, FitOptions, resolve, train  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -58,7 +58,7 @@ def parse_args(argv=None):
                    "turns a bidirectional model into a streamable one)")
     g.add_argument("--partial-bn", action="store_true", help="freeze all BatchNormalization layers but the first "
                    "(the reference does this when fine-tuning on small data)")
-    g.add_argument("--bn-momentum", type=float, default=0.9, help="BatchNormalization momentum (default: 0.9, "
+    g.add_argument("--bn-momentum", type=float, help=f"BatchNormalization momentum (default: {DEFAULTS['bn_momentum']:g}, "
                    "PyTorch's 0.1; Keras' MobileNetV2 0.999 is too slow for training from scratch)")
     g.add_argument("--sync-bn", action="store_true", help="with several replicas, BatchNormalization uses the "
                    "statistics of the global batch (default: each replica its own, like PyTorch DDP)")
@@ -68,21 +68,23 @@ def parse_args(argv=None):
     g.add_argument("--lr", type=float, help="learning rate per 64 clips, scaled linearly to --batch-size "
                    f"{d('lr')}")
     g.add_argument("--optimizer", choices=["sgd", "adam"], help=f"sgd: momentum 0.9 as the reference {d('optimizer')}")
-    g.add_argument("--schedule", default="cosine", choices=["cosine", "step"],
-                   help="cosine decay, or x0.1 steps at 40%% and 80%% of the epochs (default: cosine)")
+    g.add_argument("--schedule", choices=["cosine", "step"],
+                   help=f"cosine decay, or x0.1 steps at 40%% and 80%% of the epochs (default: {DEFAULTS['schedule']})")
     g.add_argument("--warmup-epochs", type=float, help=f"linear warm-up {d('warmup_epochs')}")
     g.add_argument("--weight-decay", type=float, help=f"L2 in the PyTorch sense {d('weight_decay')}")
-    g.add_argument("--clip-norm", type=float, default=20.0, help="global gradient-norm clipping, 0 for none (default: 20)")
-    g.add_argument("--head-lr-mult", type=float, default=1.0, help="learning-rate multiplier of the new classifier "
-                   "(the reference uses 5 when fine-tuning; default: 1)")
+    g.add_argument("--clip-norm", type=float,
+                   help=f"global gradient-norm clipping, 0 for none (default: {DEFAULTS['clip_norm']:g})")
+    g.add_argument("--head-lr-mult", type=float, help="learning-rate multiplier of the new classifier "
+                   f"(the reference uses 5 when fine-tuning; default: {DEFAULTS['head_lr_mult']:g})")
     g = p.add_argument_group("hardware and run")
     g.add_argument("--mixed-precision", action="store_true", help="float16 on GPUs, bfloat16 elsewhere")
     g.add_argument("--xla", action="store_true", help="compile the training step with XLA")
     g.add_argument("--tpu", help="train on a TPU: 'local' or its name/address (TPUStrategy)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, help=f"(default: {DEFAULTS['seed']})")
     g.add_argument("--out", help="run directory (default: runs/<data>-<backbone>-<temporal>)")
     args = p.parse_args(argv)
-    options = FitOptions(**{k: v for k, v in vars(args).items()})
+    # Options not given keep FitOptions' defaults (the profile fills the rest in `resolve`).
+    options = FitOptions(**{k: v for k, v in vars(args).items() if v is not None})
     try:
         resolve(options)
     except ValueError as error:

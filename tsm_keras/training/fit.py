@@ -62,6 +62,9 @@ class FitOptions:
     workers: Optional[int] = None  # data-loading parallelism (None: AUTOTUNE)
 
 
+# Settings that do not depend on the profile; training/fit.py's help shows them from here.
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(FitOptions)}
+
 # The built-in demonstration: small enough for 2 CPU cores, trained from scratch. No crop
 # augmentation (the whole 80 px frame resized to 64): a from-scratch model on 2,000 clips
 # underfits, and the multi-scale crop slowed learning. Causal TSM (it streams, so the run goes
