@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tsm_keras.layers.temporal import TemporalLayer
 from tsm_keras.layers.temporal_shift import shift_fold
 
 OFFLINE_OFFSETS = (-1, 0, 1)  # the reference: blending 3 frames, t-1, t and t+1
@@ -54,7 +55,7 @@ def kaiming_fan_out():
 
 
 @keras.saving.register_keras_serializable(package="tsm_keras")
-class TemporalAggregation(keras.layers.Layer):
+class TemporalAggregation(TemporalLayer):
     """A learned depthwise blend of neighbouring frames (TAM): `y_t = act(sum_j w_j * x_{t+j})`.
 
     Frames are folded into the batch: the input holds `num_segments` consecutive frames
@@ -101,11 +102,7 @@ class TemporalAggregation(keras.layers.Layer):
         shift_div=8,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        if not isinstance(num_segments, int) or num_segments < 1:
-            raise ValueError(
-                f"`num_segments` must be an integer >= 1. Received: num_segments={num_segments!r}"
-            )
+        super().__init__(num_segments, **kwargs)
         offsets = tuple(offsets) if isinstance(offsets, (list, tuple)) else offsets
         if (
             not isinstance(offsets, tuple)
@@ -133,7 +130,6 @@ class TemporalAggregation(keras.layers.Layer):
                 "initializer='shift' starts as a TSM shift, which reads frame t-1: the window "
                 f"must contain offset -1. Received: offsets={offsets!r}"
             )
-        self.num_segments = num_segments
         self.offsets = offsets
         self.activation = activation
         self.initializer = initializer
@@ -149,7 +145,7 @@ class TemporalAggregation(keras.layers.Layer):
         return -self.offsets[0]
 
     def build(self, input_shape):
-        self._check_shape(input_shape)
+        self.check_shape(input_shape)
         channels = input_shape[-1]
         if self.initializer == "kaiming":
             initializer = kaiming_fan_out()
@@ -160,21 +156,6 @@ class TemporalAggregation(keras.layers.Layer):
         self.kernel = self.add_weight(
             name="kernel", shape=(len(self.offsets), channels), initializer=initializer
         )
-
-    def _check_shape(self, shape):
-        if len(shape) != 4:
-            raise ValueError(
-                f"{self.name}: expected frames folded into the batch, shape (B*T, H, W, C). "
-                f"Received a tensor of shape {tuple(shape)}"
-            )
-        batch, channels = shape[0], shape[-1]
-        if channels is None:
-            raise ValueError(f"{self.name}: the channel dimension must be known. Received {tuple(shape)}")
-        if batch is not None and batch % self.num_segments:
-            raise ValueError(
-                f"{self.name}: the batch dimension ({batch}) must be a multiple of "
-                f"num_segments={self.num_segments} (frames of each clip folded into the batch)"
-            )
 
     def _blend(self, frames):
         """`(N, r + n - 1, P, C)` zero-padded frames -> `(N, n, P, C)` blended, activated."""
@@ -187,7 +168,7 @@ class TemporalAggregation(keras.layers.Layer):
         return ops.relu(blended) if self.activation == "relu" else blended
 
     def call(self, x):
-        self._check_shape(x.shape)
+        self.check_shape(x.shape)
         _, height, width, channels = x.shape
         if height is None or width is None:
             height, width = ops.shape(x)[1], ops.shape(x)[2]
@@ -199,18 +180,12 @@ class TemporalAggregation(keras.layers.Layer):
         # Static sizes where known: a reshape to ops.shape(x) leaves a SHAPE op in TFLite.
         return ops.reshape(self._blend(padded), (-1, height, width, channels))
 
-    # Streaming (per-frame) interface, used by tsm_keras.streaming. Only causal windows
-    # stream: the state is the block input of the previous `past_frames` frames,
-    # concatenated on channels, oldest first.
-    def state_shape(self, frame_shape):
-        """Shape of the per-frame state (without batch) for a frame of shape (H, W, C)."""
-        self._require_causal()
-        height, width, channels = frame_shape
-        return (height, width, self.past_frames * channels)
+    # Streaming: only causal windows stream; the state is the block input of the previous
+    # `past_frames` frames, concatenated on channels, oldest first.
+    def _state_channels(self, channels):
+        return self.past_frames * channels
 
-    def step(self, frame, state):
-        """One frame `(N, H, W, C)` and the previous state -> (output, new state)."""
-        self._require_causal()
+    def _step(self, frame, state):
         _, height, width, channels = frame.shape
         k = self.past_frames
         # The window as (N, k + 1, H*W, C), oldest frame first: the same conv as `call`,
@@ -224,23 +199,11 @@ class TemporalAggregation(keras.layers.Layer):
         new_state = frame if k == 1 else ops.concatenate([state[..., channels:], frame], axis=-1)
         return output, new_state
 
-    def _require_causal(self):
-        if not self.is_causal:
-            raise ValueError(
-                f"{self.name}: offsets={self.offsets} read later frames and cannot stream frame "
-                "by frame. Use a causal window such as (-1, 0) (temporal='tam-online')."
-            )
-
-    # No compute_output_shape: Keras then traces `call` on symbolic inputs, so the shape
-    # checks above also run when a functional model is built.
+    @property
+    def _not_causal(self):
+        return (f"offsets={self.offsets} read later frames and cannot stream frame by frame. Use a causal "
+                "window such as (-1, 0) (temporal='tam-online').")
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            num_segments=self.num_segments,
-            offsets=list(self.offsets),
-            activation=self.activation,
-            initializer=self.initializer,
-            shift_div=self.shift_div,
-        )
-        return config
+        return {**super().get_config(), "offsets": list(self.offsets), "activation": self.activation,
+                "initializer": self.initializer, "shift_div": self.shift_div}

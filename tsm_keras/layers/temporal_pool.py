@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from tsm_keras.layers.temporal import check_num_segments
+
 
 @keras.saving.register_keras_serializable(package="tsm_keras")
 class TemporalMaxPool(keras.layers.Layer):
@@ -27,11 +29,8 @@ class TemporalMaxPool(keras.layers.Layer):
 
     def __init__(self, num_segments, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(num_segments, int) or num_segments < 2 or num_segments % 2:
-            raise ValueError(
-                "`num_segments` must be an even integer >= 2 for temporal pooling. "
-                f"Received: num_segments={num_segments!r}"
-            )
+        if check_num_segments(num_segments, minimum=2) % 2:
+            raise ValueError(f"`num_segments` must be even for temporal pooling. Received: num_segments={num_segments}")
         self.num_segments = num_segments
 
     def call(self, x):

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from tsm_keras.layers.temporal import TemporalLayer
+
 BIDIRECTIONAL = "bidirectional"
 UNIDIRECTIONAL = "unidirectional"
 MODES = (BIDIRECTIONAL, UNIDIRECTIONAL)
@@ -14,7 +16,7 @@ def shift_fold(channels, shift_div):
 
 
 @keras.saving.register_keras_serializable(package="tsm_keras")
-class TemporalShift(keras.layers.Layer):
+class TemporalShift(TemporalLayer):
     """Shifts part of the channels one frame along time, at zero FLOPs and zero parameters.
 
     Frames are folded into the batch: the input holds `num_segments` consecutive frames
@@ -46,18 +48,13 @@ class TemporalShift(keras.layers.Layer):
     """
 
     def __init__(self, num_segments, shift_div=8, mode=BIDIRECTIONAL, **kwargs):
-        super().__init__(**kwargs)
-        if not isinstance(num_segments, int) or num_segments < 1:
-            raise ValueError(
-                f"`num_segments` must be an integer >= 1. Received: num_segments={num_segments!r}"
-            )
+        super().__init__(num_segments, **kwargs)
         if not isinstance(shift_div, int) or shift_div < 2:
             raise ValueError(
                 f"`shift_div` must be an integer >= 2. Received: shift_div={shift_div!r}"
             )
         if mode not in MODES:
             raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
-        self.num_segments = num_segments
         self.shift_div = shift_div
         self.mode = mode
 
@@ -65,28 +62,16 @@ class TemporalShift(keras.layers.Layer):
     def is_causal(self):
         return self.mode == UNIDIRECTIONAL
 
-    def _check_shape(self, shape):
-        if len(shape) != 4:
+    def check_shape(self, shape):
+        super().check_shape(shape)
+        if shape[-1] < self.shift_div:
             raise ValueError(
-                f"{self.name}: expected frames folded into the batch, shape (B*T, H, W, C). "
-                f"Received a tensor of shape {tuple(shape)}"
-            )
-        batch, channels = shape[0], shape[-1]
-        if channels is None:
-            raise ValueError(f"{self.name}: the channel dimension must be known. Received {tuple(shape)}")
-        if channels < self.shift_div:
-            raise ValueError(
-                f"{self.name}: an input of {channels} channels has fewer channels than "
+                f"{self.name}: an input of {shape[-1]} channels has fewer channels than "
                 f"shift_div={self.shift_div}, so no channel would move. Received {tuple(shape)}"
-            )
-        if batch is not None and batch % self.num_segments:
-            raise ValueError(
-                f"{self.name}: the batch dimension ({batch}) must be a multiple of "
-                f"num_segments={self.num_segments} (frames of each clip folded into the batch)"
             )
 
     def call(self, x):
-        self._check_shape(x.shape)
+        self.check_shape(x.shape)
         _, height, width, channels = x.shape
         fold = shift_fold(channels, self.shift_div)
         t = self.num_segments
@@ -110,32 +95,20 @@ class TemporalShift(keras.layers.Layer):
             shifted = ops.concatenate([from_past, clips[:, :, :, fold:]], axis=-1)
         return ops.reshape(shifted, ops.shape(x))
 
-    # Streaming (per-frame) interface, used by tsm_keras.streaming. Only the causal mode
-    # streams: the state is the first `fold` channels of the previous frame.
-    def state_shape(self, frame_shape):
-        """Shape of the per-frame state (without batch) for a frame of shape (H, W, C)."""
-        self._require_causal()
-        height, width, channels = frame_shape
-        return (height, width, shift_fold(channels, self.shift_div))
+    # Streaming: only the causal mode streams; the state is the first `fold` channels of
+    # the previous frame.
+    def _state_channels(self, channels):
+        return shift_fold(channels, self.shift_div)
 
-    def step(self, frame, state):
-        """One frame `(N, H, W, C)` and the previous state -> (output, new state)."""
-        self._require_causal()
+    def _step(self, frame, state):
         fold = shift_fold(frame.shape[-1], self.shift_div)
         output = ops.concatenate([state, frame[..., fold:]], axis=-1)
         return output, frame[..., :fold]
 
-    def _require_causal(self):
-        if not self.is_causal:
-            raise ValueError(
-                f"{self.name}: a bidirectional shift reads the next frame and cannot stream "
-                "frame by frame. Build the model with the unidirectional (online) shift."
-            )
-
-    # No compute_output_shape: Keras then traces `call` on symbolic inputs, so the shape
-    # checks above also run when a functional model is built.
+    @property
+    def _not_causal(self):
+        return ("a bidirectional shift reads the next frame and cannot stream frame by frame. Build the "
+                "model with the unidirectional (online) shift.")
 
     def get_config(self):
-        config = super().get_config()
-        config.update(num_segments=self.num_segments, shift_div=self.shift_div, mode=self.mode)
-        return config
+        return {**super().get_config(), "shift_div": self.shift_div, "mode": self.mode}

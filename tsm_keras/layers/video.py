@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from tsm_keras.layers.temporal import check_num_segments
+
 
 @keras.saving.register_keras_serializable(package="tsm_keras")
 class FoldTime(keras.layers.Layer):
@@ -28,11 +30,7 @@ class SegmentConsensus(keras.layers.Layer):
 
     def __init__(self, num_segments, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(num_segments, int) or num_segments < 1:
-            raise ValueError(
-                f"`num_segments` must be an integer >= 1. Received: num_segments={num_segments!r}"
-            )
-        self.num_segments = num_segments
+        self.num_segments = check_num_segments(num_segments)
 
     def call(self, logits):
         return ops.mean(ops.reshape(logits, (-1, self.num_segments, logits.shape[-1])), axis=1)

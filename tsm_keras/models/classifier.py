@@ -2,6 +2,7 @@
 
 import keras
 
+from tsm_keras.layers.temporal import check_num_segments
 from tsm_keras.layers.temporal_aggregation import OFFLINE_OFFSETS, ONLINE_OFFSETS, TemporalAggregation
 from tsm_keras.layers.temporal_pool import TemporalMaxPool
 from tsm_keras.layers.temporal_shift import BIDIRECTIONAL, UNIDIRECTIONAL, TemporalShift
@@ -161,8 +162,7 @@ def _check_arguments(num_classes, backbone, preset, num_segments, input_size, te
                      shift_place, temporal_pool, dropout):
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"`num_classes` must be an integer >= 1. Received: {num_classes!r}")
-    if not isinstance(num_segments, int) or num_segments < 1:
-        raise ValueError(f"`num_segments` must be an integer >= 1. Received: {num_segments!r}")
+    check_num_segments(num_segments)
     if not isinstance(input_size, int) or input_size < preset.min_input_size:
         raise ValueError(
             f"`input_size` must be an integer >= {preset.min_input_size} for {backbone!r}. "
