@@ -1,6 +1,8 @@
 """Evaluation over test views: logits averaged over clips x crops, then top-k and confusion."""
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from tsm_keras.training import plots
 from tsm_keras.files import atomic_path, atomic_write, write_json
@@ -24,21 +26,19 @@ def predict_views(model, dataset):
 
 
 def summarize(logits, labels, class_names):
-    """Top-1, top-5, per-class accuracy and the confusion matrix."""
+    """Top-1, top-5, per-class accuracy and the confusion matrix (rows: true class)."""
     num_classes = len(class_names)
-    ranked = np.argsort(-logits, axis=1)
-    predicted = ranked[:, 0]
-    confusion = np.zeros((num_classes, num_classes), dtype=int)
-    np.add.at(confusion, (labels, predicted), 1)
+    predicted = np.argmax(logits, axis=1)
+    confusion = tf.math.confusion_matrix(labels, predicted, num_classes=num_classes).numpy()
+    in_top5 = keras.ops.convert_to_numpy(keras.ops.in_top_k(labels, logits, k=min(5, num_classes)))
     per_class = {
         name: (float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None)
         for i, name in enumerate(class_names)
     }
-    top5 = np.any(ranked[:, : min(5, num_classes)] == labels[:, None], axis=1)
     return {
         "clips": int(len(labels)),
         "top1": float(np.mean(predicted == labels)),
-        "top5": float(np.mean(top5)),
+        "top5": float(np.mean(in_top5)),
         "per_class": per_class,
         "confusion": confusion.tolist(),
     }
