@@ -240,6 +240,8 @@ def test_aggregation_runs_on_the_jax_backend():
         "layer = TemporalAggregation(4); layer.build(x.shape); layer.set_weights([k]);"
         "np.testing.assert_allclose(np.asarray(layer(x)), temporal_aggregation(x, 4, k, (-1, 0, 1)), atol=1e-5);"
         "s = TemporalAggregation(4, (-1, 0)); s.build(x.shape); out, st = s.step(x[:1], np.zeros((1, 3, 3, 16), 'float32'));"
+        "np.testing.assert_allclose(np.asarray(out), np.asarray(s(x))[:1], atol=1e-5);"
+        "np.testing.assert_array_equal(np.asarray(st), x[:1]);"
         "print('jax ok')"
     )
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
