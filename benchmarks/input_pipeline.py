@@ -28,15 +28,18 @@ from tsm_keras.data.sources import FrameListSource
 
 def make_videos(root, count, num_frames, height=256, width=340):
     rng = np.random.default_rng(0)
-    texture = cv2.resize(rng.integers(0, 255, (height // 8, width // 4, 3), dtype=np.uint8),
-                         (width * 2, height), interpolation=cv2.INTER_CUBIC)
+    texture = cv2.resize(
+        rng.integers(0, 255, (height // 8, width // 4, 3), dtype=np.uint8),
+        (width * 2, height),
+        interpolation=cv2.INTER_CUBIC,
+    )
     paths = []
     for k in range(count):
         path = os.path.join(root, "videos", f"class{k % 4}", f"v{k:03d}.mp4")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 25, (width, height))
         for i in range(num_frames):
-            frame = texture[:, (3 * i + 7 * k) % width:][:, :width].copy()
+            frame = texture[:, (3 * i + 7 * k) % width :][:, :width].copy()
             cv2.putText(frame, f"{k}:{i}", (20, 120), cv2.FONT_HERSHEY_SIMPLEX, 2, (255, 255, 255), 3)
             writer.write(frame)
         writer.release()
@@ -56,8 +59,7 @@ def make_frame_folders(root, paths):
             if not ok:
                 break
             i += 1
-            cv2.imwrite(os.path.join(folder, f"img_{i:05d}.jpg"), frame,
-                        [cv2.IMWRITE_JPEG_QUALITY, 90])
+            cv2.imwrite(os.path.join(folder, f"img_{i:05d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
         lines.append(f"frames/v{k:03d} {i} {k % 4}")
     list_path = os.path.join(root, "list.txt")
     with open(list_path, "w") as f:
@@ -80,8 +82,7 @@ def bare_loop(paths, num_segments, size, seed=0):
                 h, w = frame.shape[:2]
                 s = min(h, w)
                 y, x = (h - s) // 2, (w - s) // 2
-                clip.append(cv2.resize(cv2.cvtColor(frame[y:y + s, x:x + s], cv2.COLOR_BGR2RGB),
-                                       (size, size)))
+                clip.append(cv2.resize(cv2.cvtColor(frame[y : y + s, x : x + s], cv2.COLOR_BGR2RGB), (size, size)))
         cap.release()
         np.stack(clip)
 
@@ -118,10 +119,11 @@ def pipeline_runner(ds, warmup_batches=3):
         for _ in range(warmup_batches):
             next(iterator)
         result = clock(lambda: int(next(iterator)[0].shape[0]), min_seconds)
-        del iterator
+        iterator = None  # drop the iterator's threads before the next row
         gc.collect()
         time.sleep(0.5)  # let its threads wind down
         return result
+
     return measure
 
 
@@ -140,7 +142,7 @@ def decode_strategies(paths, num_segments):
     def read_all(path):
         cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
         wanted = sampling.indices(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))[0].tolist()
-        for i in range(max(wanted) + 1):
+        for _ in range(max(wanted) + 1):
             cap.read()
 
     def seek(path):
@@ -150,9 +152,11 @@ def decode_strategies(paths, num_segments):
             cap.read()
 
     rows = []
-    for name, fn in (("grab all, retrieve sampled (used)", sequential),
-                     ("read (decode + convert) all", read_all),
-                     ("seek to each sampled frame", seek)):
+    for name, fn in (
+        ("grab all, retrieve sampled (used)", sequential),
+        ("read (decode + convert) all", read_all),
+        ("seek to each sampled frame", seek),
+    ):
         fn(paths[0])
         start = time.process_time()
         for path in paths:
@@ -180,11 +184,11 @@ def main():
     list_path = make_frame_folders(root, paths)
     print(f"made {args.videos} videos x {args.frames} frames in {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
-    write_tfrecords({"train": open_source(os.path.join(root, "videos"), "all")},
-                    os.path.join(root, "tfrecord"), progress=False)
+    write_tfrecords(
+        {"train": open_source(os.path.join(root, "videos"), "all")}, os.path.join(root, "tfrecord"), progress=False
+    )
     prep = time.perf_counter() - t
-    print(f"prepare (TFRecord, short side 256): {prep:.1f} s, "
-          f"{args.videos / prep:.1f} videos/s on {cores} cores")
+    print(f"prepare (TFRecord, short side 256): {prep:.1f} s, {args.videos / prep:.1f} videos/s on {cores} cores")
 
     options = dict(num_segments=args.segments, input_size=args.size, batch_size=args.batch)
     sources = {
@@ -201,16 +205,21 @@ def main():
     base_rate, base_cpu = rows[0][1]
     shape = f"{args.segments} x {args.size} x {args.size}"
     load = os.getloadavg()[0]
-    print(f"\ntraining clips of {shape}, batch {args.batch}, {args.videos} videos of "
-          f"{args.frames} frames (340 x 256 mp4v), {cores} cores, load average {load:.1f}, "
-          f"best of {args.rounds} rounds\n")
-    print("| source | clips/s (wall) | CPU ms per clip | frames/s per core | per core vs bare loop "
-          "| wall vs bare loop |")
+    print(
+        f"\ntraining clips of {shape}, batch {args.batch}, {args.videos} videos of "
+        f"{args.frames} frames (340 x 256 mp4v), {cores} cores, load average {load:.1f}, "
+        f"best of {args.rounds} rounds\n"
+    )
+    print(
+        "| source | clips/s (wall) | CPU ms per clip | frames/s per core | per core vs bare loop | wall vs bare loop |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for name, (rate, cpu_ms) in rows:
         per_core = args.segments * 1000 / cpu_ms
-        print(f"| {name} | {rate:.1f} | {cpu_ms:.1f} | {per_core:.0f} | "
-              f"{base_cpu / cpu_ms:.1f}x | {rate / base_rate:.1f}x |")
+        print(
+            f"| {name} | {rate:.1f} | {cpu_ms:.1f} | {per_core:.0f} | "
+            f"{base_cpu / cpu_ms:.1f}x | {rate / base_rate:.1f}x |"
+        )
     print(f"\ngetting {args.segments} TSN frames from one video\n")
     print("| method | CPU ms per clip |")
     print("|---|---:|")

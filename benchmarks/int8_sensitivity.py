@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from ai_edge_litert import schema_py_generated as schema  # noqa: E402
 from ai_edge_litert.tools import flatbuffer_utils  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from tensorflow.lite.python import convert as lite_convert  # noqa: E402
 
 from tsm_keras.export import calibration  # noqa: E402
@@ -37,13 +37,15 @@ from tsm_keras.export.tflite import _ClipExport, _ExplicitExport  # noqa: E402
 from tsm_keras.export.verify import predict_clips  # noqa: E402
 from tsm_keras.streaming import LOGITS  # noqa: E402
 
+
 # Groups of operators. Layer names survive conversion in the output tensor names (the clip
 # model prefixes them with "backbone_1/"); the head is found by position: what follows the
 # last convolution (pool, classifier, consensus), or the classifier onwards.
 def _after(op_type, include=True):
     def select(ops):
         last = max(i for i, (kind, _) in enumerate(ops) if kind == op_type)
-        return [name for kind, name in ops[last if include else last + 1:]]
+        return [name for kind, name in ops[last if include else last + 1 :]]
+
     return select
 
 
@@ -81,15 +83,19 @@ def calibrated(model, kind, representative):
 def op_outputs(content):
     """(operator type, output tensor name) of every operator, in execution order."""
     litert = interpreter(content)
-    return [(op["op_name"], litert._get_tensor_details(i, 0)["name"])
-            for op in litert._get_ops_details() for i in op["outputs"]]
+    return [
+        (op["op_name"], litert._get_tensor_details(i, 0)["name"])
+        for op in litert._get_ops_details()
+        for i in op["outputs"]
+    ]
 
 
 def quantize(calibrated_model, group=None, output=tf.int8):
     """int8 everywhere, except the operators of `group` (float)."""
     nodes = group(op_outputs(calibrated_model)) if group else None
-    return lite_convert.mlir_quantize(calibrated_model, fully_quantize=True, input_data_type=tf.int8,
-                                      output_data_type=output, denylisted_nodes=nodes)
+    return lite_convert.mlir_quantize(
+        calibrated_model, fully_quantize=True, input_data_type=tf.int8, output_data_type=output, denylisted_nodes=nodes
+    )
 
 
 # The classifier in float with float32 logits: the classifier's operators on the quantizer's
@@ -134,8 +140,7 @@ def _text(value):
 
 def sixteen_by_eight(model, kind, representative):
     converter = _converter(model, kind, representative)
-    converter.target_spec.supported_ops = [
-        tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     return converter.convert()
 
 
@@ -143,9 +148,11 @@ def float_ops(content):
     """How many operators compute in float (their output is float32)."""
     litert = interpreter(content)
     return sum(
-        1 for op in litert._get_ops_details()
+        1
+        for op in litert._get_ops_details()
         if op["op_name"] not in ("DEQUANTIZE",)
-        and any(litert._get_tensor_details(i, 0)["dtype"] == np.float32 for i in op["outputs"]))
+        and any(litert._get_tensor_details(i, 0)["dtype"] == np.float32 for i in op["outputs"])
+    )
 
 
 def _median_ms(content):
@@ -167,8 +174,11 @@ def main(argv=None):
     parser.add_argument("--validation-clips", type=int, default=500)
     parser.add_argument("--stream", action="store_true", help="also the explicit-state streaming model")
     parser.add_argument("--groups", nargs="*", help="only these groups (default: all)")
-    parser.add_argument("--latency", action="store_true",
-                        help="also time each model (LiteRT, 1 thread, median ms per clip or per frame)")
+    parser.add_argument(
+        "--latency",
+        action="store_true",
+        help="also time each model (LiteRT, 1 thread, median ms per clip or per frame)",
+    )
     args = parser.parse_args(argv)
 
     from tsm_keras.export.clips import calibration_clips, validation_pairs
@@ -209,20 +219,34 @@ def main(argv=None):
             top1 = 100.0 * np.mean(pred == labels)
             flipped = pred != float_pred
             by_class = np.bincount(labels[flipped], minlength=len(run.class_names))
-            rows.append((kind, name, top1, top1 - float_top1, 100.0 * np.mean(pred == float_pred),
-                         float(np.max(np.abs(logits - float_logits))),
-                         float(np.median(float_margins[flipped])) if flipped.any() else float("nan"),
-                         " ".join(str(c) for c in by_class), str(float_ops(content)),
-                         _median_ms(content) if args.latency else "-"))
-            print("| " + " | ".join(str(v) if isinstance(v, str) else f"{v:.2f}" for v in rows[-1]) + " |",
-                  flush=True)
+            rows.append(
+                (
+                    kind,
+                    name,
+                    top1,
+                    top1 - float_top1,
+                    100.0 * np.mean(pred == float_pred),
+                    float(np.max(np.abs(logits - float_logits))),
+                    float(np.median(float_margins[flipped])) if flipped.any() else float("nan"),
+                    " ".join(str(c) for c in by_class),
+                    str(float_ops(content)),
+                    _median_ms(content) if args.latency else "-",
+                )
+            )
+            print("| " + " | ".join(str(v) if isinstance(v, str) else f"{v:.2f}" for v in rows[-1]) + " |", flush=True)
 
-        print(f"{kind}: float top-1 {float_top1:.2f}; float top-1/top-2 logit margin: median "
-              f"{np.median(float_margins):.3f}, 10th percentile {np.percentile(float_margins, 10):.3f}; "
-              f"per class float top-1 % {' '.join(f'{100 * np.mean(float_pred[labels == k] == k):.0f}' for k in range(len(run.class_names)))}",
-              flush=True)
-        print("| model | int8 variant | top-1 | vs float | agreement % | max abs logit diff "
-              "| median float margin of the changed | changed clips by true class | float ops | ms |", flush=True)
+        print(
+            f"{kind}: float top-1 {float_top1:.2f}; float top-1/top-2 logit margin: median "
+            f"{np.median(float_margins):.3f}, 10th percentile {np.percentile(float_margins, 10):.3f}; "
+            "per class float top-1 % "
+            + " ".join(f"{100 * np.mean(float_pred[labels == k] == k):.0f}" for k in range(len(run.class_names))),
+            flush=True,
+        )
+        print(
+            "| model | int8 variant | top-1 | vs float | agreement % | max abs logit diff "
+            "| median float margin of the changed | changed clips by true class | float ops | ms |",
+            flush=True,
+        )
         print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
         cal = calibrated(keras_model, kind, representative)
         plain = quantize(cal)
@@ -238,8 +262,10 @@ def main(argv=None):
                 row(f"{name} in float", quantize(cal, group, output=tf.int8 if kind == STREAM_STATE else tf.float32))
             except Exception as error:  # noqa: BLE001 - a measurement script reports and goes on
                 print(f"| {kind} | {name} in float | failed: {str(error).splitlines()[0][:120]} |", flush=True)
-        row("classifier (and consensus) in float, float32 logits",
-            with_float_logits(quantize(cal, GROUPS["classifier and consensus"])))
+        row(
+            "classifier (and consensus) in float, float32 logits",
+            with_float_logits(quantize(cal, GROUPS["classifier and consensus"])),
+        )
         try:
             row("16-bit activations, 8-bit weights", sixteen_by_eight(keras_model, kind, representative))
         except Exception as error:  # noqa: BLE001

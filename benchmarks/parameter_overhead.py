@@ -18,8 +18,9 @@ from tsm_keras.models import BACKBONES, build_video_classifier, parameter_overhe
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backbones", nargs="+", default=["mobilenet_v2", "resnet50", "resnet101"],
-                        choices=sorted(BACKBONES))
+    parser.add_argument(
+        "--backbones", nargs="+", default=["mobilenet_v2", "resnet50", "resnet101"], choices=sorted(BACKBONES)
+    )
     parser.add_argument("--temporal", nargs="+", default=["tsm", "tam", "tam-online"])
     parser.add_argument("--num-classes", type=int, default=400)
     parser.add_argument("--per-module", action="store_true", help="also list every module")
@@ -30,8 +31,11 @@ def main():
         for temporal in args.temporal:
             model = build_video_classifier(args.num_classes, backbone, input_size=size, temporal=temporal)
             overhead = parameter_overhead(model)
-            print(f"{backbone:<14}{temporal:<12}{len(overhead.per_module):>8}{overhead.base:>13,}"
-                  f"{overhead.total:>+10,}{100 * overhead.fraction:>9.3f}%", flush=True)
+            print(
+                f"{backbone:<14}{temporal:<12}{len(overhead.per_module):>8}{overhead.base:>13,}"
+                f"{overhead.total:>+10,}{100 * overhead.fraction:>9.3f}%",
+                flush=True,
+            )
             if args.per_module:
                 print(overhead)
 

@@ -21,8 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras
 import numpy as np
 import tensorflow as tf
-
 from _timing import alternate, median_ms, print_table, spread_ms
+
 from tsm_keras.models import build_video_classifier
 from tsm_keras.models.insertion import module_name
 
@@ -57,27 +57,49 @@ def main(argv=None):
     rows = []
     for backbone in args.backbones:
         models = {
-            temporal: build_video_classifier(400, backbone=backbone, num_segments=args.frames, input_size=args.size, temporal=temporal)
+            temporal: build_video_classifier(
+                400, backbone=backbone, num_segments=args.frames, input_size=args.size, temporal=temporal
+            )
             for temporal in ("tsm", "none")
         }
-        models["copy"] = build_video_classifier(400, backbone=backbone, num_segments=args.frames,
-                                                input_size=args.size, temporal=make_copy)
+        models["copy"] = build_video_classifier(
+            400, backbone=backbone, num_segments=args.frames, input_size=args.size, temporal=make_copy
+        )
         for xla in (False, True):
-            fns = {t: (lambda f=compiled(m, xla): f(clip).numpy()) for t, m in models.items()}
+            fns = {t: (lambda f=compiled(m, xla): f(clip).numpy()) for t, m in models.items()}  # noqa: B008 (bound per model)
             row = [backbone, "XLA" if xla else "graph"]
             for clock in (time.perf_counter, time.process_time):
                 times = alternate(fns, args.repeats, clock=clock)
                 tsm, tsn, copy = (median_ms(times[k]) for k in ("tsm", "none", "copy"))
-                row += [f"{tsn:.1f} ± {spread_ms(times['none']):.1f}", f"{tsm:.1f} ± {spread_ms(times['tsm']):.1f}",
-                        f"{tsm / tsn:.3f}", f"{copy / tsn:.3f}"]
+                row += [
+                    f"{tsn:.1f} ± {spread_ms(times['none']):.1f}",
+                    f"{tsm:.1f} ± {spread_ms(times['tsm']):.1f}",
+                    f"{tsm / tsn:.3f}",
+                    f"{copy / tsn:.3f}",
+                ]
             rows.append(row)
             print(" ".join(row), file=sys.stderr)
     load = os.getloadavg()[0]
-    print(f"\nTSM vs TSN latency, TensorFlow {tf.__version__} on CPU ({os.cpu_count()} cores, load average "
-          f"{load:.1f}), 1 clip x {args.frames} x {args.size} x {args.size}, median ± IQR of {args.repeats} "
-          "alternating runs; wall time, then CPU time of all threads (less sensitive to other jobs)\n")
-    print_table(["backbone", "mode", "TSN wall ms", "TSM wall ms", "wall ratio", "copy/TSN wall",
-                 "TSN CPU ms", "TSM CPU ms", "CPU ratio", "copy/TSN CPU"], rows)
+    print(
+        f"\nTSM vs TSN latency, TensorFlow {tf.__version__} on CPU ({os.cpu_count()} cores, load average "
+        f"{load:.1f}), 1 clip x {args.frames} x {args.size} x {args.size}, median ± IQR of {args.repeats} "
+        "alternating runs; wall time, then CPU time of all threads (less sensitive to other jobs)\n"
+    )
+    print_table(
+        [
+            "backbone",
+            "mode",
+            "TSN wall ms",
+            "TSM wall ms",
+            "wall ratio",
+            "copy/TSN wall",
+            "TSN CPU ms",
+            "TSM CPU ms",
+            "CPU ratio",
+            "copy/TSN CPU",
+        ],
+        rows,
+    )
 
 
 if __name__ == "__main__":

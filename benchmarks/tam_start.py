@@ -59,8 +59,9 @@ def moving_squares(clips_per_class, frames, size, seed):
 
 
 def tam(initializer, activation, target, num_segments, shift_div, signed_inputs=False):
-    return TemporalAggregation(num_segments, (-1, 0, 1), activation, initializer, shift_div,
-                               name=module_name(target, "tam"))
+    return TemporalAggregation(
+        num_segments, (-1, 0, 1), activation, initializer, shift_div, name=module_name(target, "tam")
+    )
 
 
 VARIANTS = {
@@ -76,10 +77,12 @@ VARIANTS = {
 
 def train(variant, data, frames, size, epochs, seed):
     keras.utils.set_random_seed(seed)
-    model = build_video_classifier(6, num_segments=frames, input_size=size, width=0.35,
-                                   temporal=VARIANTS[variant], bn_momentum=0.9, dropout=0.0)
-    model.compile(keras.optimizers.Adam(1e-3),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model = build_video_classifier(
+        6, num_segments=frames, input_size=size, width=0.35, temporal=VARIANTS[variant], bn_momentum=0.9, dropout=0.0
+    )
+    model.compile(
+        keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+    )
     (x, y), (vx, vy) = data
     history = model.fit(x, y, batch_size=16, epochs=epochs, validation_data=(vx, vy), verbose=0)
     return history.history["val_accuracy"]
@@ -94,17 +97,25 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
-    data = (moving_squares(args.clips, args.frames, args.size, seed=100),
-            moving_squares(args.clips // 4, args.frames, args.size, seed=200))
-    print(f"MobileNetV2 0.35, {args.frames} frames, {args.size} px, {len(data[0][1])} training "
-          f"clips, 6 classes (3 time-reversed pairs), Adam 1e-3, BN momentum 0.9")
+    data = (
+        moving_squares(args.clips, args.frames, args.size, seed=100),
+        moving_squares(args.clips // 4, args.frames, args.size, seed=200),
+    )
+    print(
+        f"MobileNetV2 0.35, {args.frames} frames, {args.size} px, {len(data[0][1])} training "
+        f"clips, 6 classes (3 time-reversed pairs), Adam 1e-3, BN momentum 0.9"
+    )
     print(f"{'variant':<24}{'seed':>5}  validation top-1 after each epoch, time")
     for variant in args.variants:
         for seed in args.seeds:
             start = time.perf_counter()
             curve = train(variant, data, args.frames, args.size, args.epochs, seed)
-            print(f"{variant:<24}{seed:>5}  " + " ".join(f"{a:.2f}" for a in curve)
-                  + f"  {time.perf_counter() - start:4.0f}s", flush=True)
+            print(
+                f"{variant:<24}{seed:>5}  "
+                + " ".join(f"{a:.2f}" for a in curve)
+                + f"  {time.perf_counter() - start:4.0f}s",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

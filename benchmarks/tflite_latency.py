@@ -160,27 +160,38 @@ def main(argv=None):
     args = parse_args(argv)
     from tsm_keras.export.calibration import representative
     from tsm_keras.export.kinds import CLIP, FLOAT32, INT8, STREAM_STATE
-    from tsm_keras.run_dir import load_run, newest_run
     from tsm_keras.export.tflite import convert
     from tsm_keras.export.variables import with_resource_variables
     from tsm_keras.models import build_video_classifier
+    from tsm_keras.run_dir import load_run, newest_run
     from tsm_keras.streaming import build_frame_model, build_streaming_model
 
     run = None
     if args.build:
-        config = dict(num_classes=27, backbone="mobilenet_v2", num_segments=args.segments,
-                      input_size=args.input_size, temporal="tsm-online", width=args.width, dropout=0.0,
-                      shift_div=args.shift_div)
+        config = dict(
+            num_classes=27,
+            backbone="mobilenet_v2",
+            num_segments=args.segments,
+            input_size=args.input_size,
+            temporal="tsm-online",
+            width=args.width,
+            dropout=0.0,
+            shift_div=args.shift_div,
+        )
         model = build_video_classifier(**config)
-        source = (f"untrained MobileNetV2 x{args.width}, {args.input_size} px, {args.segments} frames, "
-                  f"shift_div {args.shift_div}")
+        source = (
+            f"untrained MobileNetV2 x{args.width}, {args.input_size} px, {args.segments} frames, "
+            f"shift_div {args.shift_div}"
+        )
     else:
         run = load_run(args.run_dir or newest_run(), float32=True)
         config = dict(run.model_config)
         model = run.model
         source = f"run {run.path}"
         if config.get("temporal") != "tsm-online":
-            sys.exit(f"error: {run.path / 'model.keras'}: the streaming rows need a run trained with --temporal tsm-online")
+            sys.exit(
+                f"error: {run.path / 'model.keras'}: the streaming rows need a run trained with --temporal tsm-online"
+            )
     segments, size = int(model.input_shape[1]), int(model.input_shape[2])
     others = twins(model, config)
     if args.tam:
@@ -188,14 +199,17 @@ def main(argv=None):
         tam_stream = build_streaming_model(others["tam-online"], batch_size=1)
     clips, calibration_source = calibration_clips(run, args.calibration_clips, segments, size)
 
-    print(f"# {source}; threads {args.threads}; {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}; int8 calibrated on {calibration_source}",
-          flush=True)
+    print(
+        f"# {source}; threads {args.threads}; {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}; int8 calibrated on {calibration_source}",
+        flush=True,
+    )
     stream = build_streaming_model(model, batch_size=1)
     frame = build_frame_model(others["none"], batch_size=1)
     files = {}
     started = time.time()
     for precision in (INT8, FLOAT32):
+
         def rep(kind, streaming=None):
             return representative(kind, clips, stream=streaming) if precision == INT8 else None
 
@@ -203,26 +217,44 @@ def main(argv=None):
         files[("frame", "TSM stream (explicit state)", precision)] = (state, "step")
         files[("frame", "TSM stream (resource variables)", precision)] = (with_resource_variables(state), "step")
         files[("frame", "MobileNetV2 per frame (TSN)", precision)] = (
-            convert(frame, STREAM_STATE, precision, rep(STREAM_STATE, frame)), "step")
+            convert(frame, STREAM_STATE, precision, rep(STREAM_STATE, frame)),
+            "step",
+        )
         bare = unnormalized_frame_model(others["none"])
         normalized = NormalizedClips(clips, others["none"].get_layer("normalize"))
         files[("frame", "MobileNetV2 per frame, normalisation outside", precision)] = (
-            convert(bare, STREAM_STATE, precision,
-                    representative(STREAM_STATE, normalized, stream=bare, pin_range=False)
-                    if precision == INT8 else None), "step")
+            convert(
+                bare,
+                STREAM_STATE,
+                precision,
+                representative(STREAM_STATE, normalized, stream=bare, pin_range=False) if precision == INT8 else None,
+            ),
+            "step",
+        )
         files[("clip", "TSM-online clip", precision)] = (convert(model, CLIP, precision, rep(CLIP)), "serving_default")
         files[("clip", "TSM (bidirectional) clip", precision)] = (
-            convert(others["tsm"], CLIP, precision, rep(CLIP)), "serving_default")
-        files[("clip", "TSN clip", precision)] = (convert(others["none"], CLIP, precision, rep(CLIP)), "serving_default")
+            convert(others["tsm"], CLIP, precision, rep(CLIP)),
+            "serving_default",
+        )
+        files[("clip", "TSN clip", precision)] = (
+            convert(others["none"], CLIP, precision, rep(CLIP)),
+            "serving_default",
+        )
         if args.tam:
             tam_state = convert(tam_stream, STREAM_STATE, precision, rep(STREAM_STATE, tam_stream))
             files[("frame", "TAM-online stream (explicit state)", precision)] = (tam_state, "step")
             files[("frame", "TAM-online stream (resource variables)", precision)] = (
-                with_resource_variables(tam_state), "step")
+                with_resource_variables(tam_state),
+                "step",
+            )
             files[("clip", "TAM-online clip", precision)] = (
-                convert(others["tam-online"], CLIP, precision, rep(CLIP)), "serving_default")
+                convert(others["tam-online"], CLIP, precision, rep(CLIP)),
+                "serving_default",
+            )
             files[("clip", "TAM (r = 3) clip", precision)] = (
-                convert(others["tam"], CLIP, precision, rep(CLIP)), "serving_default")
+                convert(others["tam"], CLIP, precision, rep(CLIP)),
+                "serving_default",
+            )
         print(f"# converted {precision} models ({time.time() - started:.0f} s)", flush=True)
     if args.keep:
         os.makedirs(args.keep, exist_ok=True)
@@ -241,9 +273,12 @@ def main(argv=None):
             base = stats[(group, baseline, precision)]
             for key, s in stats.items():
                 size_mb = len(chosen[key][0]) / 2**20
-                print(f"| {group} | {key[1]} | {precision} | {size_mb:.2f} | {s['median_ms']:.2f} | "
-                      f"{s['p10_ms']:.2f}-{s['p90_ms']:.2f} | {s['median_ms'] / base['median_ms']:.3f} | "
-                      f"{s['min_ms']:.2f} | {s['min_ms'] / base['min_ms']:.3f} |", flush=True)
+                print(
+                    f"| {group} | {key[1]} | {precision} | {size_mb:.2f} | {s['median_ms']:.2f} | "
+                    f"{s['p10_ms']:.2f}-{s['p90_ms']:.2f} | {s['median_ms'] / base['median_ms']:.3f} | "
+                    f"{s['min_ms']:.2f} | {s['min_ms'] / base['min_ms']:.3f} |",
+                    flush=True,
+                )
     print(f"\n# load at the end {os.getloadavg()[0]:.1f}; {time.time() - started:.0f} s in all")
     return 0
 

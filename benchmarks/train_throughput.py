@@ -35,8 +35,11 @@ def measure(backbone, frames, size, batch, steps, precision, xla):
     if precision == "mixed":
         keras.mixed_precision.set_global_policy("mixed_float16" if gpus else "mixed_bfloat16")
     model = build_video_classifier(400, backbone=backbone, num_segments=frames, input_size=size, bn_momentum=0.9)
-    model.compile(optimizer=make_optimizer(0.01, 1e-4, 20.0),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=xla)
+    model.compile(
+        optimizer=make_optimizer(0.01, 1e-4, 20.0),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=xla,
+    )
     rng = np.random.default_rng(0)
     clips = tf.constant(rng.integers(0, 256, (batch, frames, size, size, 3), dtype=np.uint8))
     labels = tf.constant(rng.integers(0, 400, batch))
@@ -50,7 +53,9 @@ def measure(backbone, frames, size, batch, steps, precision, xla):
     step = float(np.median(times))
     if gpus:
         peak = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
-        device = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0]).get("device_name", "GPU")
+        device = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0]).get(
+            "device_name", "GPU"
+        )
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         device = f"CPU ({os.cpu_count()} cores)"
@@ -78,21 +83,33 @@ def main(argv=None):
     for backbone in args.backbones:
         for precision in args.precisions:
             for xla in (False, True):
-                config = dict(backbone=backbone, frames=args.frames, size=args.size, batch=args.batch_size,
-                              steps=args.steps, precision=precision, xla=xla)
-                done = subprocess.run([sys.executable, __file__, "--one", json.dumps(config)],
-                                      capture_output=True, text=True)
+                config = dict(
+                    backbone=backbone,
+                    frames=args.frames,
+                    size=args.size,
+                    batch=args.batch_size,
+                    steps=args.steps,
+                    precision=precision,
+                    xla=xla,
+                )
+                done = subprocess.run(
+                    [sys.executable, __file__, "--one", json.dumps(config)], capture_output=True, text=True
+                )
                 lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
                 label = [backbone, precision, "XLA" if xla else "-"]
                 if done.returncode or not lines:
                     rows.append(label + ["failed: " + (done.stderr.strip().splitlines() or ["?"])[-1][:60], "", ""])
                     continue
-                r = json.loads(lines[0][len("RESULT "):])
-                rows.append(label + [f"{r['clips_per_s']:.2f}", f"{r['step_ms'] / args.batch_size:.0f}", f"{r['peak_mb']:.0f}"])
+                r = json.loads(lines[0][len("RESULT ") :])
+                rows.append(
+                    label + [f"{r['clips_per_s']:.2f}", f"{r['step_ms'] / args.batch_size:.0f}", f"{r['peak_mb']:.0f}"]
+                )
                 device = r["device"]
                 print(f"{backbone} {precision} xla={xla}: {r['clips_per_s']:.2f} clips/s", file=sys.stderr)
-    print(f"\nTSM training throughput on {device}, {args.frames} x {args.size} x {args.size}, "
-          f"batch {args.batch_size}, median of {args.steps} steps\n")
+    print(
+        f"\nTSM training throughput on {device}, {args.frames} x {args.size} x {args.size}, "
+        f"batch {args.batch_size}, median of {args.steps} steps\n"
+    )
     print_table(["backbone", "precision", "XLA", "clips/s", "ms / clip", "peak MB"], rows)
 
 

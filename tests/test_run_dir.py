@@ -12,7 +12,8 @@ import pytest
 from tests.tiny import smooth_clips, tiny_classifier, write_run
 from tsm_keras.data.labels import read_labels
 from tsm_keras.files import atomic_write
-from tsm_keras.run_dir import NO_RUN, RunError, load_run, newest_run, write_run as write_run_dir
+from tsm_keras.run_dir import NO_RUN, RunError, load_run, newest_run
+from tsm_keras.run_dir import write_run as write_run_dir
 
 
 @pytest.fixture(scope="module")

@@ -34,8 +34,13 @@ def test_each_level_drops_what_tensorflow_documents():
 
 def test_import_prints_no_info_lines_at_level_2():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    done = subprocess.run([sys.executable, "-c", "import tsm_keras; print('imported')"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", "import tsm_keras; print('imported')"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "imported"
     assert "I0000" not in done.stderr and _BANNER not in done.stderr, done.stderr

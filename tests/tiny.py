@@ -16,8 +16,9 @@ def tiny_classifier(temporal="tsm-online", seed=0, num_classes=K, **kwargs):
     of order 1 that differ between classes and frames."""
     keras.utils.set_random_seed(seed)
     kwargs = {"width": 0.35, "dropout": 0.0, **kwargs}
-    model = build_video_classifier(num_classes, num_segments=T, input_size=S, temporal=temporal,
-                                   bn_momentum=0.0, **kwargs)
+    model = build_video_classifier(
+        num_classes, num_segments=T, input_size=S, temporal=temporal, bn_momentum=0.0, **kwargs
+    )
     model(smooth_clips(8, seed=seed + 100), training=True)
     for layer in model.get_layer("backbone").layers:
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -43,9 +44,18 @@ def smooth_clips(count, frames=T, size=S, seed=0):
 def write_run(path, model, class_names=None, extra=None):
     """A run directory as training/fit.py writes it: model.keras, config.json, labels.txt."""
     names = class_names or [f"class_{i}" for i in range(model.output_shape[-1])]
-    config = {"model": {"num_classes": len(names), "backbone": "mobilenet_v2", "num_segments": T,
-                        "input_size": S, "width": 0.35, "dropout": 0.0},
-              "data": {}, **(extra or {})}
+    config = {
+        "model": {
+            "num_classes": len(names),
+            "backbone": "mobilenet_v2",
+            "num_segments": T,
+            "input_size": S,
+            "width": 0.35,
+            "dropout": 0.0,
+        },
+        "data": {},
+        **(extra or {}),
+    }
     return run_dir.write_run(path, model, config, names)
 
 
@@ -67,7 +77,7 @@ def moving_squares(count, frames=T, size=S, seed=0):
             frame = np.empty((size, size, 3))
             frame[:] = background
             cy, cx = y0 + dy * speed * t, x0 + dx * speed * t
-            frame[max(cy - side // 2, 0):cy + side // 2, max(cx - side // 2, 0):cx + side // 2] = square
+            frame[max(cy - side // 2, 0) : cy + side // 2, max(cx - side // 2, 0) : cx + side // 2] = square
             clips[i, t] = np.clip(frame + rng.normal(0, 8, frame.shape), 0, 255)
     return clips, labels
 

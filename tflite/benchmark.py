@@ -25,8 +25,11 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("--flags", action="store_true",
-                        help="print the benchmark_model flags for this model (kind, signature, input layers)")
+    parser.add_argument(
+        "--flags",
+        action="store_true",
+        help="print the benchmark_model flags for this model (kind, signature, input layers)",
+    )
     return parser.parse_args(argv)
 
 
@@ -39,19 +42,24 @@ def main(argv=None):
         if args.flags:
             print(" ".join(benchmark_model_flags(args.model)))
             return 0
-        result = benchmark(args.model, threads=args.threads, signature=args.signature,
-                           warmup=args.warmup, repeats=args.repeats)
+        result = benchmark(
+            args.model, threads=args.threads, signature=args.signature, warmup=args.warmup, repeats=args.repeats
+        )
     except (FileNotFoundError, ModelKindError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"{args.model}: {result['kind']} model, {result['threads']} thread(s), "
-          f"{os.path.getsize(args.model) / 2**20:.2f} MB")
+    print(
+        f"{args.model}: {result['kind']} model, {result['threads']} thread(s), "
+        f"{os.path.getsize(args.model) / 2**20:.2f} MB"
+    )
     print(f"{'signature':<18}{'median':>9}{'p10':>9}{'p90':>9}{'min':>9}{'max':>9}  ms, {args.repeats} runs")
     for name, s in result["signatures"].items():
-        print(f"{name:<18}{s['median_ms']:9.3f}{s['p10_ms']:9.3f}{s['p90_ms']:9.3f}{s['min_ms']:9.3f}{s['max_ms']:9.3f}")
+        print(
+            f"{name:<18}{s['median_ms']:9.3f}{s['p10_ms']:9.3f}{s['p90_ms']:9.3f}{s['min_ms']:9.3f}{s['max_ms']:9.3f}"
+        )
     return 0
 
 

@@ -29,13 +29,23 @@ def parse_args(argv=None):
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--int8", action="store_true", help="also write full-integer int8 models")
     group.add_argument("--float16", action="store_true", help="also write float16-weight models")
-    parser.add_argument("--data", help="calibrate int8 on the train split and validate on the val split of "
-                        "this data (a video folder, a list file or a TFRecord folder; default: the data "
-                        "named in the run's config.json)")
-    parser.add_argument("--max-drop", type=float, default=MAX_INT8_DROP,
-                        help=f"largest int8 top-1 drop below float, in points (default: {MAX_INT8_DROP:g})")
-    parser.add_argument("--force", action="store_true",
-                        help="write int8 models even if their top-1 is more than --max-drop points below float")
+    parser.add_argument(
+        "--data",
+        help="calibrate int8 on the train split and validate on the val split of "
+        "this data (a video folder, a list file or a TFRecord folder; default: the data "
+        "named in the run's config.json)",
+    )
+    parser.add_argument(
+        "--max-drop",
+        type=float,
+        default=MAX_INT8_DROP,
+        help=f"largest int8 top-1 drop below float, in points (default: {MAX_INT8_DROP:g})",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write int8 models even if their top-1 is more than --max-drop points below float",
+    )
     parser.add_argument("--clip-only", action="store_true", help="write only the clip model (no streaming models)")
     parser.add_argument("--calibration-clips", type=int, default=100, help="training clips for int8 calibration")
     parser.add_argument("--validation-clips", type=int, default=None, help="at most this many validation clips")
@@ -48,8 +58,8 @@ def main(argv=None):
     from tsm_keras.data import DataError
     from tsm_keras.export.clips import calibration_clips, validation_pairs
     from tsm_keras.export.pipeline import Int8AccuracyError, convert_run
-    from tsm_keras.run_dir import RunError, newest_run, read_config
     from tsm_keras.export.verify import VerificationError
+    from tsm_keras.run_dir import RunError, newest_run, read_config
 
     try:
         run_dir = Path(args.run_dir) if args.run_dir else newest_run(args.runs)
@@ -70,17 +80,27 @@ def main(argv=None):
         calibration = validation = None
         if args.int8:
             if not train:
-                print(f"error: {run_dir / 'config.json'} names no training data to calibrate int8 on (a ported "
-                      "checkpoint has none): pass --data PATH (a video folder, a list file or a TFRecord folder)",
-                      file=sys.stderr)
+                print(
+                    f"error: {run_dir / 'config.json'} names no training data to calibrate int8 on (a ported "
+                    "checkpoint has none): pass --data PATH (a video folder, a list file or a TFRecord folder)",
+                    file=sys.stderr,
+                )
                 return 2
             calibration = calibration_clips(train, segments, size, names, args.calibration_clips)
         if val:
             validation = validation_pairs(val, segments, size, names)
-        report = convert_run(run_dir, precisions, calibration_clips=calibration, validation=validation,
-                             force=args.force, streaming=not args.clip_only, threads=args.threads,
-                             calibration_limit=args.calibration_clips, validation_limit=args.validation_clips,
-                             max_int8_drop=args.max_drop)
+        report = convert_run(
+            run_dir,
+            precisions,
+            calibration_clips=calibration,
+            validation=validation,
+            force=args.force,
+            streaming=not args.clip_only,
+            threads=args.threads,
+            calibration_limit=args.calibration_clips,
+            validation_limit=args.validation_clips,
+            max_int8_drop=args.max_drop,
+        )
     except RunError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -32,8 +32,12 @@ def parse_args(argv=None):
     parser.add_argument("--labels", help="class names, one a line (default: labels.txt beside the model)")
     parser.add_argument("--window", type=int, default=12, help="frames averaged for the prediction (default 12)")
     parser.add_argument("--reset-every", type=int, default=None, help="also reset the buffers every N frames")
-    parser.add_argument("--stride", type=int, default=1,
-                        help="run the model on every N-th frame (match the frame spacing of training; default 1)")
+    parser.add_argument(
+        "--stride",
+        type=int,
+        default=1,
+        help="run the model on every N-th frame (match the frame spacing of training; default 1)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="LiteRT threads")
     parser.add_argument("--show", action="store_true", help="show a window (needs an OpenCV build with GUI)")
     parser.add_argument("--quiet", action="store_true", help="print only when the top class changes")
@@ -44,8 +48,8 @@ def main(argv=None):
     args = parse_args(argv)
     import cv2
 
-    from tsm_keras.export.runtime import ModelKindError, StreamRunner
     from tsm_keras.data.labels import read_labels
+    from tsm_keras.export.runtime import ModelKindError, StreamRunner
     from tsm_keras.streaming.demo import StreamingClassifier, frames_of, open_capture, run_video
 
     try:
@@ -92,8 +96,14 @@ def main(argv=None):
         for source, capture in zip(sources, captures):
             print(f"# {source}", flush=True)
             last["label"] = None
-            run_video(classifier, frames_of(capture), reset_every=args.reset_every,
-                      should_reset=should_reset, on_prediction=on_prediction, stride=args.stride)
+            run_video(
+                classifier,
+                frames_of(capture),
+                reset_every=args.reset_every,
+                should_reset=should_reset,
+                on_prediction=on_prediction,
+                stride=args.stride,
+            )
             capture.release()
     except KeyboardInterrupt:
         pass

@@ -21,7 +21,9 @@ def main(argv=None):
     p.add_argument("run_dir", help="a run directory written by fit.py (or by tsm_keras.port)")
     p.add_argument("--data", help="evaluation data (default: the run's validation data)")
     p.add_argument("--clips", type=int, default=1, help="clips per video (default: 1)")
-    p.add_argument("--crops", type=int, default=1, choices=[1, 3], help="1: centre crop; 3: full-resolution three crops")
+    p.add_argument(
+        "--crops", type=int, default=1, choices=[1, 3], help="1: centre crop; 3: full-resolution three crops"
+    )
     p.add_argument("--dense", action="store_true", help="dense sampling (stride 64 // T) instead of TSN segments")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--out", help="report directory (default: RUN_DIR/eval-<views>)")
@@ -29,8 +31,15 @@ def main(argv=None):
     if args.clips < 1:
         p.error(f"--clips must be >= 1, got {args.clips}")
     try:
-        summary, out = evaluate_run(Path(args.run_dir), data_path=args.data, clips=args.clips, crops=args.crops,
-                                    dense=args.dense, batch_size=args.batch_size, out=args.out)
+        summary, out = evaluate_run(
+            Path(args.run_dir),
+            data_path=args.data,
+            clips=args.clips,
+            crops=args.crops,
+            dense=args.dense,
+            batch_size=args.batch_size,
+            out=args.out,
+        )
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"evaluate.py: error: {error}")
     print(f"report written to {out}/")

@@ -26,9 +26,12 @@ def parse_args(argv=None):
     d = lambda key: f"(default: {DEMO[key]} for the built-in demo, {RECIPE[key]} with --data)"
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("data")
-    g.add_argument("--data", help="a folder of videos (one subfolder per class, optional train/ and val/), "
-                   "a list file (frames_dir num_frames label) or a TFRecord folder from prepare.py "
-                   "(default: the built-in temporal data set)")
+    g.add_argument(
+        "--data",
+        help="a folder of videos (one subfolder per class, optional train/ and val/), "
+        "a list file (frames_dir num_frames label) or a TFRecord folder from prepare.py "
+        "(default: the built-in temporal data set)",
+    )
     g.add_argument("--val-data", help="validation data in the same forms (default: the val split of --data)")
     g.add_argument("--workers", type=int, help="parallel decoding calls (default: AUTOTUNE)")
     g = p.add_argument_group("model")
@@ -36,46 +39,88 @@ def parse_args(argv=None):
     g.add_argument("--width", type=float, help=f"MobileNetV2 width multiplier {d('width')}")
     g.add_argument("--segments", type=int, help=f"frames per clip T {d('segments')}")
     g.add_argument("--input-size", type=int, help=f"frame side in pixels {d('input_size')}")
-    g.add_argument("--temporal", choices=list(TEMPORAL_MODULES),
-                   help="tsm-online: uni-directional (causal) shift, streamable frame by frame on a phone; "
-                   "tsm: bi-directional shift (offline clips, the paper's models); tam, tam-online: TAM; "
-                   f"none: the TSN baseline {d('temporal')}")
-    g.add_argument("--shift-div", type=int, help="1/shift_div of the channels move (each way, when bidirectional) "
-                   "(default: 8; 4 for the built-in demo's tsm-online)")
-    g.add_argument("--shift-place", choices=["blockres", "block"],
-                   help="blockres: residual branch only (released models; the default); block: the whole block input")
-    g.add_argument("--temporal-pool", action="store_true", default=None,
-                   help="TSM+TP: halve the frames after stage 1 (ResNets)")
-    g.add_argument("--crop-scales", type=float, nargs="+", help="training crop sides as fractions of the short "
-                   "side; 1.0 alone: no crop (default: 1.0 for the built-in demo, the multi-scale crop "
-                   f"{' '.join(map(str, RECIPE['crop_scales']))} with --data)")
+    g.add_argument(
+        "--temporal",
+        choices=list(TEMPORAL_MODULES),
+        help="tsm-online: uni-directional (causal) shift, streamable frame by frame on a phone; "
+        "tsm: bi-directional shift (offline clips, the paper's models); tam, tam-online: TAM; "
+        f"none: the TSN baseline {d('temporal')}",
+    )
+    g.add_argument(
+        "--shift-div",
+        type=int,
+        help="1/shift_div of the channels move (each way, when bidirectional) "
+        "(default: 8; 4 for the built-in demo's tsm-online)",
+    )
+    g.add_argument(
+        "--shift-place",
+        choices=["blockres", "block"],
+        help="blockres: residual branch only (released models; the default); block: the whole block input",
+    )
+    g.add_argument(
+        "--temporal-pool", action="store_true", default=None, help="TSM+TP: halve the frames after stage 1 (ResNets)"
+    )
+    g.add_argument(
+        "--crop-scales",
+        type=float,
+        nargs="+",
+        help="training crop sides as fractions of the short "
+        "side; 1.0 alone: no crop (default: 1.0 for the built-in demo, the multi-scale crop "
+        f"{' '.join(map(str, RECIPE['crop_scales']))} with --data)",
+    )
     g.add_argument("--dropout", type=float, help=f"dropout before the classifier {d('dropout')}")
-    g.add_argument("--weights", help="backbone initialisation: none, imagenet (needs internet) or a weights file "
-                   f"{d('weights')}")
-    g.add_argument("--tune-from", metavar="RUN", help="fine-tune: start from the weights of a run directory "
-                   "(trained, or ported with python -m tsm_keras.port) but its classifier; backbone and width are "
-                   "the run's, and so are the temporal module and shift unless given (e.g. --temporal tsm-online "
-                   "turns a bidirectional model into a streamable one)")
-    g.add_argument("--partial-bn", action="store_true", help="freeze all BatchNormalization layers but the first "
-                   "(the reference does this when fine-tuning on small data)")
-    g.add_argument("--bn-momentum", type=float, help=f"BatchNormalization momentum (default: {DEFAULTS['bn_momentum']:g}, "
-                   "PyTorch's 0.1; Keras' MobileNetV2 0.999 is too slow for training from scratch)")
-    g.add_argument("--sync-bn", action="store_true", help="with several replicas, BatchNormalization uses the "
-                   "statistics of the global batch (default: each replica its own, like PyTorch DDP)")
+    g.add_argument(
+        "--weights", help=f"backbone initialisation: none, imagenet (needs internet) or a weights file {d('weights')}"
+    )
+    g.add_argument(
+        "--tune-from",
+        metavar="RUN",
+        help="fine-tune: start from the weights of a run directory "
+        "(trained, or ported with python -m tsm_keras.port) but its classifier; backbone and width are "
+        "the run's, and so are the temporal module and shift unless given (e.g. --temporal tsm-online "
+        "turns a bidirectional model into a streamable one)",
+    )
+    g.add_argument(
+        "--partial-bn",
+        action="store_true",
+        help="freeze all BatchNormalization layers but the first "
+        "(the reference does this when fine-tuning on small data)",
+    )
+    g.add_argument(
+        "--bn-momentum",
+        type=float,
+        help=f"BatchNormalization momentum (default: {DEFAULTS['bn_momentum']:g}, "
+        "PyTorch's 0.1; Keras' MobileNetV2 0.999 is too slow for training from scratch)",
+    )
+    g.add_argument(
+        "--sync-bn",
+        action="store_true",
+        help="with several replicas, BatchNormalization uses the "
+        "statistics of the global batch (default: each replica its own, like PyTorch DDP)",
+    )
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, help=f"{d('epochs')}")
     g.add_argument("--batch-size", type=int, help=f"global batch in clips, split over replicas {d('batch_size')}")
-    g.add_argument("--lr", type=float, help="learning rate per 64 clips, scaled linearly to --batch-size "
-                   f"{d('lr')}")
+    g.add_argument("--lr", type=float, help=f"learning rate per 64 clips, scaled linearly to --batch-size {d('lr')}")
     g.add_argument("--optimizer", choices=["sgd", "adam"], help=f"sgd: momentum 0.9 as the reference {d('optimizer')}")
-    g.add_argument("--schedule", choices=["cosine", "step"],
-                   help=f"cosine decay, or x0.1 steps at 40%% and 80%% of the epochs (default: {DEFAULTS['schedule']})")
+    g.add_argument(
+        "--schedule",
+        choices=["cosine", "step"],
+        help=f"cosine decay, or x0.1 steps at 40%% and 80%% of the epochs (default: {DEFAULTS['schedule']})",
+    )
     g.add_argument("--warmup-epochs", type=float, help=f"linear warm-up {d('warmup_epochs')}")
     g.add_argument("--weight-decay", type=float, help=f"L2 in the PyTorch sense {d('weight_decay')}")
-    g.add_argument("--clip-norm", type=float,
-                   help=f"global gradient-norm clipping, 0 for none (default: {DEFAULTS['clip_norm']:g})")
-    g.add_argument("--head-lr-mult", type=float, help="learning-rate multiplier of the new classifier "
-                   f"(the reference uses 5 when fine-tuning; default: {DEFAULTS['head_lr_mult']:g})")
+    g.add_argument(
+        "--clip-norm",
+        type=float,
+        help=f"global gradient-norm clipping, 0 for none (default: {DEFAULTS['clip_norm']:g})",
+    )
+    g.add_argument(
+        "--head-lr-mult",
+        type=float,
+        help="learning-rate multiplier of the new classifier "
+        f"(the reference uses 5 when fine-tuning; default: {DEFAULTS['head_lr_mult']:g})",
+    )
     g = p.add_argument_group("hardware and run")
     g.add_argument("--mixed-precision", action="store_true", help="float16 on GPUs, bfloat16 elsewhere")
     g.add_argument("--xla", action="store_true", help="compile the training step with XLA")

@@ -32,8 +32,12 @@ def parse_args(argv=None):
     p.add_argument("--shard-mb", type=float, default=128, help="upper bound of a shard's size in MB")
     p.add_argument("--workers", type=int, default=None, help="decoding threads (default: all cores)")
     p.add_argument("--seed", type=int, default=0, help="seed of the order of videos in the shards")
-    p.add_argument("--val-fraction", type=float, default=0.1,
-                   help="class folders without split folders or files: share held out as val")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="class folders without split folders or files: share held out as val",
+    )
     p.add_argument("--frame-template", default="img_{:05d}.jpg", help="list files: frame file names")
     p.add_argument("--start-index", type=int, default=1, help="list files: number of the first frame")
     p.add_argument("--frames-root", default=None, help="list files: folder the frame paths start from")
@@ -46,20 +50,35 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         splits = args.splits or available_splits(args.src)
-        sources = {split: open_source(
-            args.src, split, val_fraction=args.val_fraction, short_side=None,
-            frame_template=args.frame_template, start_index=args.start_index,
-            frames_root=args.frames_root, labels_file=args.labels_file) for split in splits}
+        sources = {
+            split: open_source(
+                args.src,
+                split,
+                val_fraction=args.val_fraction,
+                short_side=None,
+                frame_template=args.frame_template,
+                start_index=args.start_index,
+                frames_root=args.frames_root,
+                labels_file=args.labels_file,
+            )
+            for split in splits
+        }
         manifest = write_tfrecords(
-            sources, args.out, short_side=args.short_side or None, quality=args.quality,
-            shard_mb=args.shard_mb, workers=args.workers, seed=args.seed, progress=not args.quiet)
+            sources,
+            args.out,
+            short_side=args.short_side or None,
+            quality=args.quality,
+            shard_mb=args.shard_mb,
+            workers=args.workers,
+            seed=args.seed,
+            progress=not args.quiet,
+        )
     except DataError as e:
         print(f"prepare.py: {e}", file=sys.stderr)
         return 2
     for split in splits:
         info = manifest["splits"][split]
-        print(f"{split}: {info['num_clips']} clips in {len(info['shards'])} shards, "
-              f"{len(info['skipped'])} skipped")
+        print(f"{split}: {info['num_clips']} clips in {len(info['shards'])} shards, {len(info['skipped'])} skipped")
         for item in info["skipped"][:20]:
             print(f"  skipped {item['file']}: {item['reason']}")
     print(f"wrote {os.path.join(args.out, 'manifest.json')}")

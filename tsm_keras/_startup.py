@@ -23,6 +23,7 @@ def import_tensorflow():
     level = _min_log_level()
     if "tensorflow" in sys.modules or level < 1:
         import tensorflow  # noqa: F401
+
         return
     sys.stderr.flush()
     saved = os.dup(2)

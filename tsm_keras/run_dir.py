@@ -90,8 +90,9 @@ def read_config(path):
         with open(path) as file:
             config = json.load(file)
     except FileNotFoundError:
-        raise RunError(f"{path}: not found: not a run directory (training/fit.py writes it next to "
-                       "model.keras)") from None
+        raise RunError(
+            f"{path}: not found: not a run directory (training/fit.py writes it next to model.keras)"
+        ) from None
     except json.JSONDecodeError as error:
         raise RunError(f"{path}: not valid JSON ({error})") from None
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
@@ -116,8 +117,10 @@ def load_run(path, float32=False):
         raise RunError(f"{path}: no such run directory")
     model_path = path / MODEL
     if not model_path.is_file():
-        raise RunError(f"{model_path}: not found (the run has not finished an epoch, or the folder is not a run "
-                       "directory from training/fit.py or the porter)")
+        raise RunError(
+            f"{model_path}: not found (the run has not finished an epoch, or the folder is not a run "
+            "directory from training/fit.py or the porter)"
+        )
     config = read_config(path)
     try:
         model = keras.models.load_model(model_path, compile=False)

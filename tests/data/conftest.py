@@ -44,8 +44,7 @@ def write_indexed_video(path, num_frames=16, height=32, width=48, fourcc="MJPG")
 def write_frame_folder(folder, frames, template="img_{:05d}.jpg", start=1):
     os.makedirs(folder, exist_ok=True)
     for i, frame in enumerate(frames):
-        cv2.imwrite(os.path.join(folder, template.format(i + start)),
-                    cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(os.path.join(folder, template.format(i + start)), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     return folder
 
 

@@ -90,8 +90,7 @@ def test_random_flip_mirrors_the_clip_and_swaps_the_label():
         for label in (0, 2):
             out, new = augment.random_flip(clip, tf.constant(label), tf.constant([k, 1]), table)
             flipped = out.numpy()[0, 0, 0, 0] > 0
-            np.testing.assert_array_equal(
-                out.numpy(), clip.numpy()[:, :, ::-1] if flipped else clip.numpy())
+            np.testing.assert_array_equal(out.numpy(), clip.numpy()[:, :, ::-1] if flipped else clip.numpy())
             assert int(new) == ({0: 1}.get(label, label) if flipped else label)
             flips += flipped
     assert 15 < flips < 45

@@ -19,13 +19,16 @@ decode = tf.function(decode_jpeg_frames, input_signature=[tf.TensorSpec([None], 
 CORRUPT = GOOD[1][0][:200] + bytes(rng.integers(0, 255, 300, dtype=np.uint8)) + GOOD[1][0][500:]
 
 
-@pytest.mark.parametrize("case,bad,why", [
-    ([0, 1, 2, 3], -1, ""),
-    ([0, "corrupt", 2, 3], 1, "cannot be decoded as JPEG"),
-    (["corrupt", 1], 0, "cannot be decoded as JPEG"),
-    ([0, 1, "small"], 2, "differs in size from the first frame"),
-    ([0, ""], 1, "cannot be decoded as JPEG"),
-])
+@pytest.mark.parametrize(
+    "case,bad,why",
+    [
+        ([0, 1, 2, 3], -1, ""),
+        ([0, "corrupt", 2, 3], 1, "cannot be decoded as JPEG"),
+        (["corrupt", 1], 0, "cannot be decoded as JPEG"),
+        ([0, 1, "small"], 2, "differs in size from the first frame"),
+        ([0, ""], 1, "cannot be decoded as JPEG"),
+    ],
+)
 def test_decode_flags_the_first_bad_frame_and_never_raises(case, bad, why):
     blobs = {"corrupt": CORRUPT, "small": jpeg(16, 16)[0], "": b""}
     jpegs = tf.constant([blobs[c] if isinstance(c, str) else GOOD[c][0] for c in case])

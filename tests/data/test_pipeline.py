@@ -70,8 +70,7 @@ def gradient_videos(root):
 def test_flip_mirrors_clips_and_swaps_paired_labels(tmp_path, swap):
     gradient_videos(tmp_path)
     src = open_source(tmp_path, "all")
-    ds = make_train_dataset(src, num_segments=2, input_size=16, batch_size=4, seed=3,
-                            flip=True, swap_map=swap)
+    ds = make_train_dataset(src, num_segments=2, input_size=16, batch_size=4, seed=3, flip=True, swap_map=swap)
     flipped_count = 0
     for x, y in batches(ds) + batches(ds):
         for clip, label in zip(x, y):
@@ -105,13 +104,17 @@ def test_skip_report_after_fit(video_folder):
     (video_folder / "run" / "broken.mp4").write_bytes(b"not a video at all")
     src = open_source(video_folder, "all")
     ds = make_train_dataset(src, num_segments=2, input_size=8, batch_size=2, seed=0)
-    model = keras.Sequential([
-        keras.Input((2, 8, 8, 3)), keras.layers.Rescaling(1 / 255),
-        keras.layers.GlobalAveragePooling3D(), keras.layers.Dense(2)])
+    model = keras.Sequential(
+        [
+            keras.Input((2, 8, 8, 3)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.GlobalAveragePooling3D(),
+            keras.layers.Dense(2),
+        ]
+    )
     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     printed = []
     model.fit(ds, epochs=2, verbose=0, callbacks=[SkipReport({"train": src}, printed.append)])
     assert len(printed) == 2  # once per epoch: the broken file is met in both
-    assert all("1 samples skipped" in p and "broken.mp4: OpenCV cannot open it" in p
-               for p in printed)
+    assert all("1 samples skipped" in p and "broken.mp4: OpenCV cannot open it" in p for p in printed)
     assert src.skipped.count == 2

@@ -4,10 +4,15 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.data.conftest import (clip_indices, frame_value, indexed_frames, write_frame_folder,
-                                 write_indexed_video, write_video)
-from tsm_keras.data import DataError, Sampling, open_source, read_labels, write_labels
-from tsm_keras.data import video
+from tests.data.conftest import (
+    clip_indices,
+    frame_value,
+    indexed_frames,
+    write_frame_folder,
+    write_indexed_video,
+    write_video,
+)
+from tsm_keras.data import DataError, Sampling, open_source, read_labels, video, write_labels
 
 
 def decoded(src, sampling):
@@ -15,6 +20,7 @@ def decoded(src, sampling):
 
 
 # Video folders: layouts and labels
+
 
 def test_class_folders_sorted_and_holdout_split(video_folder):
     train = open_source(video_folder, "train")
@@ -26,8 +32,7 @@ def test_class_folders_sorted_and_holdout_split(video_folder):
     assert sorted(train.files + val.files) == sorted(every.files)
     assert val.num_clips == 2  # one of three per class
     assert open_source(video_folder, "val", val_fraction=0.34).files == val.files  # fixed by hash
-    assert all(os.path.basename(f).startswith(every.class_names[y])
-               for f, y in zip(every.files, every.labels))
+    assert all(os.path.basename(f).startswith(every.class_names[y]) for f, y in zip(every.files, every.labels))
 
 
 def test_split_folders_share_the_union_of_classes(tmp_path):
@@ -76,9 +81,10 @@ def test_labels_file_round_trip(tmp_path):
 
 # Video decoding
 
+
 def test_tsn_frames_read_from_videos(video_folder):
     src = open_source(video_folder, "all")
-    for frames, label in decoded(src, Sampling("tsn", 4, clips=2)):
+    for frames, _ in decoded(src, Sampling("tsn", 4, clips=2)):
         assert frames.shape == (2, 4, 32, 48, 3) and frames.dtype == np.uint8
         assert clip_indices(frames) == [[2, 6, 10, 14], [0, 4, 8, 12]]
     assert src.skipped.count == 0
@@ -101,14 +107,13 @@ def test_wrong_frame_count_in_header_is_corrected(tmp_path):
     # a truncated AVI: the header still says 16, only the first 4 frames decode
     data = open(path, "rb").read()
     cut = tmp_path / "cut.avi"
-    cut.write_bytes(data[:int(len(data) * 0.7)])
+    cut.write_bytes(data[: int(len(data) * 0.7)])
     assert int(cv2.VideoCapture(str(cut)).get(cv2.CAP_PROP_FRAME_COUNT)) == 16
     assert clip_indices(video.read_clip(str(cut), Sampling("tsn", 4))) == [0, 1, 2, 3]
 
 
 def test_short_grey_thin_and_large_videos(tmp_path):
-    grey = write_video(str(tmp_path / "g.avi"),
-                       [np.full((32, 48), frame_value(i), np.uint8) for i in range(3)])
+    grey = write_video(str(tmp_path / "g.avi"), [np.full((32, 48), frame_value(i), np.uint8) for i in range(3)])
     clip = video.read_clip(grey, Sampling("tsn", 8))
     assert clip.shape == (8, 32, 48, 3)
     assert clip_indices(clip) == [0, 0, 0, 1, 1, 2, 2, 2]  # short: frames repeat in order
@@ -125,6 +130,7 @@ def test_other_containers(tmp_path):
 
 
 # List files of JPEG frame folders
+
 
 def make_list_dataset(root, template="img_{:05d}.jpg", start=1):
     lines = []
@@ -195,5 +201,5 @@ def test_list_file_grey_and_odd_sized_frames(tmp_path):
     for i, g in enumerate(grey):
         cv2.imwrite(str(tmp_path / "g" / f"img_{i + 1:05d}.jpg"), g)
     (tmp_path / "list.txt").write_text("g 6 0\n")
-    (frames, _), = decoded(open_source(tmp_path / "list.txt"), Sampling("tsn", 3))
+    ((frames, _),) = decoded(open_source(tmp_path / "list.txt"), Sampling("tsn", 3))
     assert frames.shape == (1, 3, 17, 33, 3) and clip_indices(frames) == [[1, 3, 5]]

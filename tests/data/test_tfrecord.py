@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from tests.data.conftest import clip_indices, frame_value, write_video
-from tsm_keras.data import DataError, Sampling, open_source, read_labels, write_tfrecords
-from tsm_keras.data import video
+from tsm_keras.data import DataError, Sampling, open_source, read_labels, video, write_tfrecords
 
 
 def textured_videos(root, per_class=3, num_frames=12):
@@ -16,8 +15,10 @@ def textured_videos(root, per_class=3, num_frames=12):
     y, x = np.mgrid[0:32, 0:48]
     for c in ("a", "b", "c"):
         for k in range(per_class):
-            frames = [np.stack([x * 5, y * 7 + 10 * k, np.full_like(x, frame_value(i))], -1)
-                      .astype(np.uint8) for i in range(num_frames)]
+            frames = [
+                np.stack([x * 5, y * 7 + 10 * k, np.full_like(x, frame_value(i))], -1).astype(np.uint8)
+                for i in range(num_frames)
+            ]
             write_video(str(root / c / f"{c}{k}.avi"), frames)
     return root
 
@@ -38,13 +39,17 @@ def test_round_trip_within_jpeg_tolerance(tmp_path):
     assert train["per_class"] == {"a": 2, "b": 2, "c": 2}
     assert len(train["shards"]) > 1  # the size bound splits them
     for shard in train["shards"]:
-        assert shard["num_clips"] == 1 or shard["bytes"] <= 0.004 * 2 ** 20
+        assert shard["num_clips"] == 1 or shard["bytes"] <= 0.004 * 2**20
 
     src = open_source(tmp_path / "tf", "train")
     assert src.num_clips == 6 and src.class_names == ["a", "b", "c"]
     reference = {}
-    for path, label in zip(*[open_source(src_dir, "train", val_fraction=0.34).files,
-                             open_source(src_dir, "train", val_fraction=0.34).labels]):
+    for path, label in zip(
+        *[
+            open_source(src_dir, "train", val_fraction=0.34).files,
+            open_source(src_dir, "train", val_fraction=0.34).labels,
+        ]
+    ):
         frames = video.read_all_frames(path, short_side=24)  # the same resize, no JPEG
         reference.setdefault(label, []).append(frames)
     seen = []
@@ -52,8 +57,7 @@ def test_round_trip_within_jpeg_tolerance(tmp_path):
         frames = frames.numpy()[0]
         assert frames.shape == (4, 24, 36, 3)
         assert [int(round((f[..., 2].mean() - 8) / 15)) for f in frames] == [1, 4, 7, 10]
-        errors = [np.abs(frames.astype(int) - ref[[1, 4, 7, 10]]).mean()
-                  for ref in reference[int(label)]]
+        errors = [np.abs(frames.astype(int) - ref[[1, 4, 7, 10]]).mean() for ref in reference[int(label)]]
         assert min(errors) < 2.0  # JPEG at quality 90
         seen.append(int(label))
     assert sorted(seen) == [0, 0, 1, 1, 2, 2]
@@ -62,12 +66,10 @@ def test_round_trip_within_jpeg_tolerance(tmp_path):
 def test_manifest_records_skipped_files(tmp_path):
     src_dir = textured_videos(tmp_path / "videos", per_class=1)
     (src_dir / "a" / "zero.mp4").write_bytes(b"")
-    manifest = write_tfrecords({"train": open_source(src_dir, "all")}, tmp_path / "tf",
-                               progress=False)
+    manifest = write_tfrecords({"train": open_source(src_dir, "all")}, tmp_path / "tf", progress=False)
     info = manifest["splits"]["train"]
     assert info["num_clips"] == 3
-    assert info["skipped"] == [{"file": os.path.join("a", "zero.mp4"),
-                                "reason": "empty file (0 bytes)"}]
+    assert info["skipped"] == [{"file": os.path.join("a", "zero.mp4"), "reason": "empty file (0 bytes)"}]
     on_disk = json.loads((tmp_path / "tf" / "manifest.json").read_text())
     assert on_disk == json.loads(json.dumps(manifest))
 
@@ -153,11 +155,13 @@ def test_list_file_source_converts(tmp_path):
         lines.append(f"frames/v{k} 6 {k}")
     lines.append("frames/v9 6 0")  # missing folder
     (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
-    manifest = write_tfrecords({"val": open_source(tmp_path / "list.txt")}, tmp_path / "tf",
-                               short_side=None, progress=False)
+    manifest = write_tfrecords(
+        {"val": open_source(tmp_path / "list.txt")}, tmp_path / "tf", short_side=None, progress=False
+    )
     assert manifest["splits"]["val"]["num_clips"] == 3
     assert manifest["splits"]["val"]["skipped"] == [
-        {"file": str(tmp_path / "frames" / "v9"), "reason": "frame folder not found"}]
+        {"file": str(tmp_path / "frames" / "v9"), "reason": "frame folder not found"}
+    ]
     src = open_source(tmp_path / "tf", "val")
     clips = [(f.numpy(), int(label)) for f, label in src.clips(Sampling("tsn", 3))]
     assert sorted(label for _, label in clips) == [0, 1, 2]

@@ -16,8 +16,9 @@ def test_summary_statistics():
     assert s["max_ms"] == pytest.approx(10.0) and s["runs"] == 4
 
 
-@pytest.mark.parametrize("kind,signatures", [(CLIP, {"serving_default"}), (STREAM, {"reset", "step"}),
-                                             (STREAM_STATE, {"step"})])
+@pytest.mark.parametrize(
+    "kind,signatures", [(CLIP, {"serving_default"}), (STREAM, {"reset", "step"}), (STREAM_STATE, {"step"})]
+)
 def test_every_signature_is_timed(float_models, int8_models, kind, signatures):
     for models in (float_models, int8_models):
         result = benchmark(models[kind], threads=1, warmup=1, repeats=3)
@@ -47,15 +48,18 @@ echo "$@" >> {log}
 case "$*" in
   *get-state*) echo device ;;
   *getprop*) echo Pixel ;;
-  *benchmark_model\\ --graph*) echo "Inference timings in us: Init: 1000, First inference: 900, Warmup (avg): 800, Inference (avg): 750" ;;
+  *benchmark_model\\ --graph*)
+    echo "Inference timings in us: Init: 1000, First inference: 900, Warmup (avg): 800, Inference (avg): 750" ;;
   pull*) touch "${{@: -1}}/$(basename "${{@: -2:1}}")" ;;
 esac
 """)
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
 
 
-@pytest.mark.parametrize("kind,expected", [(STREAM, "--signature_to_run_for=step"), (STREAM_STATE, "--input_layer="),
-                                           (CLIP, "--num_threads=2")])
+@pytest.mark.parametrize(
+    "kind,expected",
+    [(STREAM, "--signature_to_run_for=step"), (STREAM_STATE, "--input_layer="), (CLIP, "--num_threads=2")],
+)
 def test_android_script_runs_benchmark_model_with_the_flags_of_each_kind(tmp_path, float_models, kind, expected):
     model = tmp_path / f"{kind}_float32.tflite"
     model.write_bytes(float_models[kind])
@@ -65,9 +69,23 @@ def test_android_script_runs_benchmark_model_with_the_flags_of_each_kind(tmp_pat
     fake_adb(tmp_path, log)
     env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "PYTHONPATH": ROOT}
     result = subprocess.run(
-        ["bash", os.path.join(ROOT, "tflite", "benchmark_android.sh"), str(model), "--benchmark_model", str(binary),
-         "--threads", "2", "--profile", "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, env=env, timeout=300)
+        [
+            "bash",
+            os.path.join(ROOT, "tflite", "benchmark_android.sh"),
+            str(model),
+            "--benchmark_model",
+            str(binary),
+            "--threads",
+            "2",
+            "--profile",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     run_line = [l for l in log.read_text().splitlines() if "benchmark_model --graph" in l][0]
     assert expected in run_line and "--enable_op_profiling=true" in run_line and "--use_xnnpack=true" in run_line
@@ -76,6 +94,16 @@ def test_android_script_runs_benchmark_model_with_the_flags_of_each_kind(tmp_pat
 
 
 def test_android_script_errors_name_the_missing_file(tmp_path):
-    result = subprocess.run(["bash", os.path.join(ROOT, "tflite", "benchmark_android.sh"), str(tmp_path / "x.tflite"),
-                             "--benchmark_model", "bm"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            "bash",
+            os.path.join(ROOT, "tflite", "benchmark_android.sh"),
+            str(tmp_path / "x.tflite"),
+            "--benchmark_model",
+            "bm",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and f"{tmp_path / 'x.tflite'}: no such .tflite file" in result.stderr

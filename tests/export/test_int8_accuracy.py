@@ -23,8 +23,9 @@ def test_int8_of_a_trained_causal_model_is_within_a_point_of_float():
     train, train_labels = sweeping_bars(400, seed=0)
     val, val_labels = sweeping_bars(200, seed=1)
     keras.utils.set_random_seed(0)
-    model = build_video_classifier(4, num_segments=T, input_size=S, width=0.35, temporal="tsm-online",
-                                   dropout=0.0, bn_momentum=0.9)
+    model = build_video_classifier(
+        4, num_segments=T, input_size=S, width=0.35, temporal="tsm-online", dropout=0.0, bn_momentum=0.9
+    )
     epochs, batch = 12, 8
     schedule = keras.optimizers.schedules.CosineDecay(5e-3, epochs * len(train) // batch)
     model.compile(keras.optimizers.Adam(schedule), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -36,8 +37,11 @@ def test_int8_of_a_trained_causal_model_is_within_a_point_of_float():
     float_top1 = 100.0 * np.mean(float_pred == val_labels)
     assert float_top1 >= 90.0  # trained: the direction is learnt (the axis alone gives 50%)
     state = convert(stream, STREAM_STATE, INT8, representative(STREAM_STATE, calibration, stream=stream))
-    int8 = {CLIP: ClipRunner(convert(model, CLIP, INT8, representative(CLIP, calibration))),
-            STREAM_STATE: StreamRunner(state), "stream": StreamRunner(with_resource_variables(state))}
+    int8 = {
+        CLIP: ClipRunner(convert(model, CLIP, INT8, representative(CLIP, calibration))),
+        STREAM_STATE: StreamRunner(state),
+        "stream": StreamRunner(with_resource_variables(state)),
+    }
     for name, runner in int8.items():
         pred = np.argmax(predict_clips(runner, val), axis=1)
         top1 = 100.0 * np.mean(pred == val_labels)
@@ -51,8 +55,9 @@ def test_int8_accuracy_of_a_trained_model(temporal):
     train, train_labels = moving_squares(800, seed=0)
     val, val_labels = moving_squares(200, seed=1)
     keras.utils.set_random_seed(0)
-    model = build_video_classifier(4, num_segments=T, input_size=S, width=0.35, temporal=temporal,
-                                   dropout=0.0, bn_momentum=0.9)
+    model = build_video_classifier(
+        4, num_segments=T, input_size=S, width=0.35, temporal=temporal, dropout=0.0, bn_momentum=0.9
+    )
     model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(train.astype("float32"), train_labels, batch_size=16, epochs=16, verbose=0)
     stream = build_streaming_model(model, batch_size=1)

@@ -45,14 +45,24 @@ def test_float_conversion_writes_verified_models_labels_and_report(online_run, o
     assert saved["accuracy"]["clip_float32"] == 100.0
     assert len(saved["streaming"]["states"]) == 10
     state_file = saved["files"]["stream_state_float32.tflite"]
-    assert set(state_file["signatures"]["step"]["inputs"]) == {"frame", *(s["name"] for s in saved["streaming"]["states"])}
+    assert set(state_file["signatures"]["step"]["inputs"]) == {
+        "frame",
+        *(s["name"] for s in saved["streaming"]["states"]),
+    }
     assert report["model"] == saved["model"]
 
 
 def test_int8_conversion_reports_accuracy_and_agreement(online_run, online_model):
     clips = list(smooth_clips(10, seed=30).astype("uint8"))
-    report = convert_run(online_run, ["int8"], calibration_clips=clips, validation=labelled(online_model, 6, 31),
-                         latency_repeats=2, log=quiet, force=True)
+    report = convert_run(
+        online_run,
+        ["int8"],
+        calibration_clips=clips,
+        validation=labelled(online_model, 6, 31),
+        latency_repeats=2,
+        log=quiet,
+        force=True,
+    )
     out = online_run / "tflite"
     assert {"clip_int8.tflite", "stream_int8.tflite", "stream_state_int8.tflite"} <= {p.name for p in out.iterdir()}
     accuracy = report["accuracy"]
@@ -74,8 +84,15 @@ def test_int8_too_far_below_float_is_not_written_and_float_is_kept(tmp_path, onl
     clips = list(smooth_clips(4, seed=40).astype("uint8"))
     # A bound no model can meet (a drop below -1 point) stands for a bad int8 model.
     with pytest.raises(Int8AccuracyError, match="points below float.*--force"):
-        convert_run(run, ["int8"], calibration_clips=clips, validation=labelled(online_model, 4, 41),
-                    latency_repeats=1, log=quiet, max_int8_drop=-1.0)
+        convert_run(
+            run,
+            ["int8"],
+            calibration_clips=clips,
+            validation=labelled(online_model, 4, 41),
+            latency_repeats=1,
+            log=quiet,
+            max_int8_drop=-1.0,
+        )
     names = {p.name for p in (run / "tflite").iterdir()}
     assert FLOAT_FILES <= names and not any("int8" in n for n in names)
     report = json.loads((run / "tflite" / "report.json").read_text())
@@ -98,7 +115,10 @@ def test_bidirectional_run_writes_the_clip_model_and_says_how_to_stream(tmp_path
 def test_convert_script_without_any_run_says_how_to_make_one(tmp_path):
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "tflite", "convert.py"), "--runs", str(tmp_path)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path}: {NO_RUN}"
@@ -117,9 +137,10 @@ def write_video_folder(root, classes=("left", "right"), per_class=(3, 2), frames
                 writer = cv2.VideoWriter(str(folder / f"{index}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (48, 40))
                 background = rng.uniform(0, 120, 3)
                 for t in range(frames):
-                    frame = np.empty((40, 48, 3)); frame[:] = background
+                    frame = np.empty((40, 48, 3))
+                    frame[:] = background
                     x = 4 + 3 * t if label == 0 else 40 - 3 * t
-                    frame[14:26, x:x + 8] = 230
+                    frame[14:26, x : x + 8] = 230
                     writer.write(np.clip(frame + rng.normal(0, 5, frame.shape), 0, 255).astype("uint8"))
                 writer.release()
     return root
@@ -128,12 +149,27 @@ def write_video_folder(root, classes=("left", "right"), per_class=(3, 2), frames
 def test_convert_script_end_to_end_on_a_video_folder(tmp_path):
     data = write_video_folder(tmp_path / "videos")
     model = tiny_classifier("tsm-online", seed=9, num_classes=2)
-    run = write_run(tmp_path / "runs" / "videos-mobilenet_v2-tsm-online", model, class_names=["left", "right"],
-                    extra={"data": {"train": str(data), "val": str(data)}})
+    run = write_run(
+        tmp_path / "runs" / "videos-mobilenet_v2-tsm-online",
+        model,
+        class_names=["left", "right"],
+        extra={"data": {"train": str(data), "val": str(data)}},
+    )
     result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tflite", "convert.py"), "--runs", str(tmp_path / "runs"), "--int8",
-         "--force", "--calibration-clips", "4"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=1200,
+        [
+            sys.executable,
+            os.path.join(ROOT, "tflite", "convert.py"),
+            "--runs",
+            str(tmp_path / "runs"),
+            "--int8",
+            "--force",
+            "--calibration-clips",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=1200,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = run / "tflite"
@@ -147,8 +183,13 @@ def test_convert_script_end_to_end_on_a_video_folder(tmp_path):
 
 
 def convert_script(*args, cwd):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "tflite", "convert.py"), *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=1200)
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tflite", "convert.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=1200,
+    )
 
 
 def test_a_run_without_data_calibrates_on_data_given_with_the_data_option(tmp_path):

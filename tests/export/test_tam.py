@@ -49,8 +49,12 @@ def tam_stream(tam_models):
 @pytest.fixture(scope="module")
 def tam_float(tam_models, tam_stream):
     state = convert(tam_stream, STREAM_STATE, FLOAT32)
-    return {"tam": convert(tam_models["tam"], CLIP, FLOAT32), CLIP: convert(tam_models["tam-online"], CLIP, FLOAT32),
-            STREAM_STATE: state, STREAM: with_resource_variables(state)}
+    return {
+        "tam": convert(tam_models["tam"], CLIP, FLOAT32),
+        CLIP: convert(tam_models["tam-online"], CLIP, FLOAT32),
+        STREAM_STATE: state,
+        STREAM: with_resource_variables(state),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +65,12 @@ def tam_calibration():
 @pytest.fixture(scope="module")
 def tam_int8(tam_models, tam_stream, tam_calibration):
     state = convert(tam_stream, STREAM_STATE, INT8, representative(STREAM_STATE, tam_calibration, stream=tam_stream))
-    return {"tam": convert(tam_models["tam"], CLIP, INT8, representative(CLIP, tam_calibration)),
-            CLIP: convert(tam_models["tam-online"], CLIP, INT8, representative(CLIP, tam_calibration)),
-            STREAM_STATE: state, STREAM: with_resource_variables(state)}
+    return {
+        "tam": convert(tam_models["tam"], CLIP, INT8, representative(CLIP, tam_calibration)),
+        CLIP: convert(tam_models["tam-online"], CLIP, INT8, representative(CLIP, tam_calibration)),
+        STREAM_STATE: state,
+        STREAM: with_resource_variables(state),
+    }
 
 
 @pytest.fixture(scope="module")

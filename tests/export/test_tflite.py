@@ -2,9 +2,8 @@ import numpy as np
 import pytest
 
 from tests.export.checks import assert_streams_agree_and_reset_exactly
-
 from tsm_keras.export.kinds import CLIP, STREAM, STREAM_STATE
-from tsm_keras.export.runtime import ClipRunner, StreamRunner, operators, open_model
+from tsm_keras.export.runtime import ClipRunner, StreamRunner, open_model, operators
 from tsm_keras.export.variables import with_resource_variables
 from tsm_keras.export.verify import (
     VerificationError,
@@ -71,8 +70,10 @@ def test_explicit_state_model_io_names_and_shapes(float_models, stream_model):
 
 def test_resource_variable_model_has_step_and_reset(float_models):
     runner = StreamRunner(float_models[STREAM])
-    assert runner.signatures == {"reset": {"inputs": [], "outputs": ["done"]},
-                                 "step": {"inputs": ["frame"], "outputs": ["logits"]}}
+    assert runner.signatures == {
+        "reset": {"inputs": [], "outputs": ["done"]},
+        "step": {"inputs": ["frame"], "outputs": ["logits"]},
+    }
     assert variable_types(runner) == ["FLOAT32"]
     assert {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE"} <= set(operators(runner.content))
 
@@ -179,8 +180,9 @@ def test_tam_online_models_export_and_stream_like_tsm(test_clips, calibration_cl
     for content in (state, with_resource_variables(state)):
         result = streaming_vs_clip(StreamRunner(content), predict_clips(clip, test_clips), test_clips)
         assert result["max_abs_difference"] <= 1e-4
-    quantized = StreamRunner(convert(stream, STREAM_STATE, INT8, representative(STREAM_STATE, calibration_clips,
-                                                                                   stream=stream)))
+    quantized = StreamRunner(
+        convert(stream, STREAM_STATE, INT8, representative(STREAM_STATE, calibration_clips, stream=stream))
+    )
     assert all(v["input"] == v["output"] for v in state_quantization(quantized).values())
     assert concatenation_scales(quantized)["mismatched"] == []
     assert variable_types(StreamRunner(with_resource_variables(quantized.content))) == ["INT8"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.reference import frames_that_differ, temporal_aggregation, temporal_shift
+from tests.reference import frames_that_differ, temporal_aggregation
 from tsm_keras.layers import TemporalAggregation, TemporalShift
 from tsm_keras.layers import temporal_aggregation as temporal_aggregation_module
 
@@ -54,7 +54,9 @@ def test_matches_numpy_reference(activation, offsets, batch, num_segments, chann
     np.testing.assert_allclose(np.asarray(layer(x)), expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("offsets,mode", [(OFFLINE, "bidirectional"), (ONLINE, "unidirectional"), (ONLINE3, "unidirectional")])
+@pytest.mark.parametrize(
+    "offsets,mode", [(OFFLINE, "bidirectional"), (ONLINE, "unidirectional"), (ONLINE3, "unidirectional")]
+)
 @pytest.mark.parametrize("shift_div", [8, 4, 3])
 def test_one_hot_weights_equal_the_shift(offsets, mode, shift_div):
     # The "shift" initialisation is the one-hot kernel of TSM's channel split.
@@ -62,8 +64,9 @@ def test_one_hot_weights_equal_the_shift(offsets, mode, shift_div):
     linear = TemporalAggregation(4, offsets, None, "shift", shift_div)
     shifted = np.asarray(TemporalShift(4, shift_div, mode)(x))
     np.testing.assert_array_equal(np.asarray(linear(x)), shifted)
-    np.testing.assert_array_equal(np.asarray(TemporalAggregation(4, offsets, "relu", "shift", shift_div)(x)),
-                                  np.maximum(shifted, 0))
+    np.testing.assert_array_equal(
+        np.asarray(TemporalAggregation(4, offsets, "relu", "shift", shift_div)(x)), np.maximum(shifted, 0)
+    )
     # The same one-hot kernel written by hand, through set_weights.
     fold = 24 // shift_div
     kernel = np.zeros((len(offsets), 24), "float32")
@@ -150,7 +153,9 @@ def test_step_matches_offline(offsets, activation):
     streamed = np.stack(outputs, axis=1).reshape(x.shape)
     np.testing.assert_array_equal(streamed, np.asarray(layer(x)))
     # The state is the block input of the last frames, oldest first.
-    np.testing.assert_array_equal(np.asarray(state), np.concatenate(list(clips[:, offsets[0]:].transpose(1, 0, 2, 3, 4)), axis=-1))
+    np.testing.assert_array_equal(
+        np.asarray(state), np.concatenate(list(clips[:, offsets[0] :].transpose(1, 0, 2, 3, 4)), axis=-1)
+    )
 
 
 def test_offline_window_cannot_stream():
@@ -172,7 +177,10 @@ def test_parameters_are_r_times_c():
     "kwargs,message",
     [
         (dict(num_segments=0), "num_segments"),
-        (dict(num_segments=4, offsets=(1, 0, -1)), r"consecutive increasing integers .* Received: offsets=\(1, 0, -1\)"),
+        (
+            dict(num_segments=4, offsets=(1, 0, -1)),
+            r"consecutive increasing integers .* Received: offsets=\(1, 0, -1\)",
+        ),
         (dict(num_segments=4, offsets=(-2, 0)), "consecutive"),
         (dict(num_segments=4, offsets=(1, 2)), "include 0"),
         (dict(num_segments=4, offsets=(0,)), "at least two"),
@@ -200,7 +208,13 @@ def test_config_round_trip_and_keras_file(tmp_path):
     config = layer.get_config()
     clone = TemporalAggregation.from_config(config)
     assert (clone.num_segments, clone.offsets, clone.activation, clone.initializer, clone.shift_div, clone.name) == (
-        4, (-2, -1, 0), None, "kaiming", 4, "tam")
+        4,
+        (-2, -1, 0),
+        None,
+        "kaiming",
+        4,
+        "tam",
+    )
     assert clone.get_config() == config
     model = keras.Sequential([keras.Input((2, 2, 8)), TemporalAggregation(4)])
     with_random_kernel(model.layers[0], 8)  # trained weights, not the initial ones, must survive
@@ -239,13 +253,19 @@ def test_aggregation_runs_on_the_jax_backend():
         "x = frames_that_differ(2, 4, 3, 3, 16); k = np.random.default_rng(0).normal(size=(3, 16)).astype('float32');"
         "layer = TemporalAggregation(4); layer.build(x.shape); layer.set_weights([k]);"
         "np.testing.assert_allclose(np.asarray(layer(x)), temporal_aggregation(x, 4, k, (-1, 0, 1)), atol=1e-5);"
-        "s = TemporalAggregation(4, (-1, 0)); s.build(x.shape); out, st = s.step(x[:1], np.zeros((1, 3, 3, 16), 'float32'));"
+        "s = TemporalAggregation(4, (-1, 0)); s.build(x.shape);"
+        "out, st = s.step(x[:1], np.zeros((1, 3, 3, 16), 'float32'));"
         "np.testing.assert_allclose(np.asarray(out), np.asarray(s(x))[:1], atol=1e-5);"
         "np.testing.assert_array_equal(np.asarray(st), x[:1]);"
         "print('jax ok')"
     )
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "jax ok" in result.stdout

@@ -1,7 +1,7 @@
+import importlib.util
 import os
 import subprocess
 import sys
-import importlib.util
 
 import keras
 import numpy as np
@@ -139,7 +139,12 @@ def test_runs_on_the_jax_backend():
         " for m in ('bidirectional', 'unidirectional')]; print('jax ok')"
     )
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "jax ok" in result.stdout

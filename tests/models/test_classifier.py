@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tsm_keras.models import build_video_classifier, temporal_modules
 from tsm_keras.layers import TemporalMaxPool
+from tsm_keras.models import build_video_classifier, temporal_modules
 
 T, S = 4, 32
 
@@ -22,7 +22,9 @@ def small(temporal="tsm", **kwargs):
 def test_output_is_the_average_of_per_frame_logits():
     model = small()
     # Non-trivial head so that logits are not ~0.
-    model.get_layer("logits").kernel.assign(np.random.default_rng(1).normal(size=model.get_layer("logits").kernel.shape))
+    model.get_layer("logits").kernel.assign(
+        np.random.default_rng(1).normal(size=model.get_layer("logits").kernel.shape)
+    )
     x = clips()
     per_frame_model = keras.Model(model.input, model.get_layer("logits").output)
     per_frame = np.asarray(per_frame_model(x)).reshape(2, T, 5)
@@ -46,7 +48,9 @@ def test_raw_frames_are_normalised_inside_and_uint8_works():
     np.testing.assert_allclose(np.asarray(norm(np.zeros((1, 1, 1, 3)))), -1.0)
     resnet_norm = small(backbone="resnet50", width=1.0).get_layer("normalize")
     rgb = np.array([[[[200.0, 100.0, 50.0]]]])
-    np.testing.assert_allclose(np.asarray(resnet_norm(rgb))[0, 0, 0], [50 - 103.939, 100 - 116.779, 200 - 123.68], rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(resnet_norm(rgb))[0, 0, 0], [50 - 103.939, 100 - 116.779, 200 - 123.68], rtol=1e-5
+    )
 
 
 def test_keras_file_round_trip(tmp_path):

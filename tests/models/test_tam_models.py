@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tests.reference import frames_that_differ
-from tsm_keras.layers import TemporalAggregation, TemporalShift
+from tsm_keras.layers import TemporalAggregation
 from tsm_keras.models import (
     TEMPORAL_MODULES,
     build_video_classifier,
@@ -59,7 +59,9 @@ def test_parameter_overhead_is_r_times_c_per_module():
         assert channels[:4] == [64, 256, 256, 256] and channels[-1] == 2048
         assert list(overhead.per_module.values()) == [len(offsets) * c for c in channels]
         assert tam.count_params() == base.count_params() + total
-    assert f"+39,360 parameters on the {base.count_params():,}" in str(parameter_overhead(insert_temporal_aggregation(base, T)))
+    assert f"+39,360 parameters on the {base.count_params():,}" in str(
+        parameter_overhead(insert_temporal_aggregation(base, T))
+    )
     # MobileNetV2 0.35: block inputs 8, 16, 16, 24 x3, 32 x2, 56 x2.
     small = insert_temporal_aggregation(mobilenet(), T, activation=None)
     assert block_input_channels(small) == [8, 16, 16, 24, 24, 24, 32, 32, 56, 56]
@@ -78,7 +80,9 @@ def test_shift_start_is_exactly_tsm_and_identity_start_is_exactly_2d():
         plain = insert_temporal_aggregation(base, T, activation=activation, initializer="identity")
         np.testing.assert_array_equal(np.asarray(plain(x)), np.asarray(base(x)))
         online = insert_temporal_aggregation(base, T, (-1, 0), activation)
-        np.testing.assert_array_equal(np.asarray(online(x)), np.asarray(insert_temporal_shift(base, T, mode="unidirectional")(x)))
+        np.testing.assert_array_equal(
+            np.asarray(online(x)), np.asarray(insert_temporal_shift(base, T, mode="unidirectional")(x))
+        )
     # With a ReLU on MobileNetV2's signed block inputs even the identity start is not the 2D network.
     relu_on_signed = insert_temporal_aggregation(mobilenet(), T, activation="relu", initializer="identity")
     clipped, plain = np.asarray(relu_on_signed(x)), np.asarray(without_aggregation(relu_on_signed)(x))
@@ -97,8 +101,9 @@ def without_aggregation(model):
 
 def small(temporal, backbone="mobilenet_v2", **kwargs):
     width = 0.35 if backbone == "mobilenet_v2" else 1.0
-    return build_video_classifier(5, backbone, num_segments=T, input_size=S, temporal=temporal, width=width,
-                                  dropout=0.0, **kwargs)
+    return build_video_classifier(
+        5, backbone, num_segments=T, input_size=S, temporal=temporal, width=width, dropout=0.0, **kwargs
+    )
 
 
 def clips(batch=2, seed=0):
@@ -113,7 +118,8 @@ def test_classifier_tam_variants_per_backbone(backbone, activation, count):
         modules = temporal_modules(model)
         assert len(modules) == count
         assert {(m.offsets, m.activation, m.initializer, m.shift_div, m.num_segments) for m in modules} == {
-            (offsets, activation, "shift", 8, T)}
+            (offsets, activation, "shift", 8, T)
+        }
         assert model.count_params() - tsn.count_params() == parameter_overhead(model).total
         assert parameter_overhead(model).base == tsn.count_params()
         assert all(m.is_causal == (temporal == "tam-online") for m in modules)
@@ -127,7 +133,9 @@ def test_classifier_tam_starts_as_tsm():
         tam = small(temporal)
         keras.utils.set_random_seed(1)
         tsm = small(twin)
-        tsm.get_layer("logits").kernel.assign(np.random.default_rng(2).normal(size=(tsm.get_layer("logits").kernel.shape)))
+        tsm.get_layer("logits").kernel.assign(
+            np.random.default_rng(2).normal(size=(tsm.get_layer("logits").kernel.shape))
+        )
         tam.get_layer("logits").kernel.assign(tsm.get_layer("logits").kernel)
         np.testing.assert_array_equal(np.asarray(tam(x)), np.asarray(tsm(x)))
 
@@ -159,8 +167,9 @@ def test_tam_with_temporal_pool_sees_half_the_frames():
 
 def test_classifier_accepts_a_module_function():
     def tam_kaiming(target, num_segments, shift_div, signed_inputs=False):
-        return TemporalAggregation(num_segments, initializer="kaiming", activation=None if signed_inputs else "relu",
-                                   name=target + "_tam")
+        return TemporalAggregation(
+            num_segments, initializer="kaiming", activation=None if signed_inputs else "relu", name=target + "_tam"
+        )
 
     model = small(tam_kaiming)
     modules = temporal_modules(model)
@@ -177,8 +186,9 @@ class Cached(keras.layers.Layer):
     def __init__(self, module, frame_shape):
         super().__init__(name=f"{module.name}_cached")
         self.module = module
-        self.state = self.add_weight(shape=(1,) + module.state_shape(frame_shape), initializer="zeros",
-                                     trainable=False, name="state")
+        self.state = self.add_weight(
+            shape=(1,) + module.state_shape(frame_shape), initializer="zeros", trainable=False, name="state"
+        )
 
     def call(self, frame):
         output, new_state = self.module.step(frame, self.state)
@@ -201,8 +211,9 @@ def test_tam_online_backbone_streams_frame_by_frame_like_the_clip():
         cached.append(Cached(layer, tuple(args[0].shape[1:])))
         return cached[-1](args[0])
 
-    per_frame = keras.models.clone_model(backbone, input_tensors=keras.Input((S, S, 3), batch_size=1),
-                                         clone_function=lambda l: l, call_function=call)
+    per_frame = keras.models.clone_model(
+        backbone, input_tensors=keras.Input((S, S, 3), batch_size=1), clone_function=lambda l: l, call_function=call
+    )
     assert len(cached) == 10 and cached[0].state.shape == (1, S // 4, S // 4, 8)  # block_2 input, 8 channels
     x = frames_that_differ(1, T, S, S, 3)
     offline = np.asarray(backbone(x))

@@ -7,7 +7,15 @@ the classifier 'new_fc'); values are random.
 
 import numpy as np
 
-MOBILENET_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+MOBILENET_SETTINGS = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 RESNET_BLOCKS = {18: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
 
@@ -19,7 +27,7 @@ class _Builder:
     def conv(self, name, out, inp, kernel):
         shape = (out, inp, kernel, kernel)
         scale = (2.0 / (inp * kernel * kernel)) ** 0.5
-        self.state[f"{name}.weight"] = (scale * self.rng.standard_normal(shape, dtype=np.float32))
+        self.state[f"{name}.weight"] = scale * self.rng.standard_normal(shape, dtype=np.float32)
 
     def bn(self, name, channels):
         self.state[f"{name}.weight"] = self.rng.uniform(0.5, 1.5, channels).astype("float32")

@@ -39,8 +39,15 @@ def test_mobilenet_v2_tensors_land_on_the_layers_of_the_same_name(tmp_path):
     path = save_npz(tmp_path / "TSM_kinetics_RGB_mobilenetv2_shift8_blockres_avg_segment4_e50.npz", state)
     ported, model_path = port_checkpoint(path, tmp_path / "run", input_size=S)
     assert ported.model_config == {
-        "num_classes": 5, "backbone": "mobilenet_v2_tv", "num_segments": T, "input_size": S,
-        "temporal": "tsm", "shift_div": 8, "shift_place": "blockres", "temporal_pool": False, "dropout": 0.5,
+        "num_classes": 5,
+        "backbone": "mobilenet_v2_tv",
+        "num_segments": T,
+        "input_size": S,
+        "temporal": "tsm",
+        "shift_div": 8,
+        "shift_place": "blockres",
+        "temporal_pool": False,
+        "dropout": 0.5,
     }
     # every tensor but the 52 BN step counters
     assert ported.tensors == len(state) - sum(name.endswith("num_batches_tracked") for name in state)
@@ -57,9 +64,16 @@ def test_mobilenet_v2_tensors_land_on_the_layers_of_the_same_name(tmp_path):
         backbone.get_layer("expanded_conv_project").kernel, state[f"{base}.1.conv.3.weight"].transpose(2, 3, 1, 0)
     )
     bn = backbone.get_layer("block_16_project_BN")
-    for keras_name, torch_name in [("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"), ("moving_variance", "running_var")]:
+    for keras_name, torch_name in [
+        ("gamma", "weight"),
+        ("beta", "bias"),
+        ("moving_mean", "running_mean"),
+        ("moving_variance", "running_var"),
+    ]:
         np.testing.assert_array_equal(getattr(bn, keras_name), state[f"{base}.17.conv.7.{torch_name}"])
-    np.testing.assert_array_equal(backbone.get_layer("Conv_1").kernel, state[f"{base}.18.0.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        backbone.get_layer("Conv_1").kernel, state[f"{base}.18.0.weight"].transpose(2, 3, 1, 0)
+    )
     np.testing.assert_array_equal(model.get_layer("logits").kernel, state["module.new_fc.weight"].T)
     np.testing.assert_array_equal(model.get_layer("logits").bias, state["module.new_fc.bias"])
     assert backbone.get_layer("bn_Conv1").epsilon == 1e-5
@@ -85,7 +99,9 @@ def test_resnet_placement_and_pooling_come_from_the_net_wrappers():
     config = ported.model_config
     assert config["backbone"] == "resnet50_tv" and config["shift_place"] == "block" and config["temporal_pool"]
     modules = {layer.name: layer.num_segments for layer in temporal_modules(ported.model)}
-    assert modules["temporal_pool"] == T and modules["conv2_block3_shift"] == T and modules["conv3_block1_shift"] == T // 2
+    assert (
+        modules["temporal_pool"] == T and modules["conv2_block3_shift"] == T and modules["conv3_block1_shift"] == T // 2
+    )
     assert len(modules) == 17
 
 
@@ -119,18 +135,41 @@ def test_shifts_where_the_model_does_not_put_them_are_refused():
 @pytest.mark.parametrize(
     "state,options,message",
     [
-        (lambda: {**resnet_state(50), "module.base_model.layer2.0.nl.g.0.weight": np.zeros((1, 1, 1, 1, 1), "float32")},
-         {}, r"non-local .* not supported.*layer2.0.nl.g.0.weight"),
+        (
+            lambda: {
+                **resnet_state(50),
+                "module.base_model.layer2.0.nl.g.0.weight": np.zeros((1, 1, 1, 1, 1), "float32"),
+            },
+            {},
+            r"non-local .* not supported.*layer2.0.nl.g.0.weight",
+        ),
         (lambda: resnet_state(18), {}, "basic blocks"),
-        (lambda: {**resnet_state(50), "module.base_model.conv1.weight": np.zeros((64, 10, 7, 7), "float32")},
-         {}, "10 input channels: only RGB"),
-        (lambda: {"features.1.conv.0.0.weight": np.zeros((32, 1, 3, 3), "float32"), "features.0.0.weight": np.zeros((32, 3, 3, 3), "float32")},
-         {}, "torchvision's own MobileNetV2 layout"),
+        (
+            lambda: {**resnet_state(50), "module.base_model.conv1.weight": np.zeros((64, 10, 7, 7), "float32")},
+            {},
+            "10 input channels: only RGB",
+        ),
+        (
+            lambda: {
+                "features.1.conv.0.0.weight": np.zeros((32, 1, 3, 3), "float32"),
+                "features.0.0.weight": np.zeros((32, 3, 3, 3), "float32"),
+            },
+            {},
+            "torchvision's own MobileNetV2 layout",
+        ),
         (lambda: {"encoder.weight": np.zeros((3, 3), "float32")}, {}, "not a TSM ResNet-50/101 or MobileNetV2"),
-        (lambda: resnet_state(50), {"arch": "mobilenetv2"}, "--arch says 'mobilenetv2' but the tensors are those of a resnet50_tv"),
+        (
+            lambda: resnet_state(50),
+            {"arch": "mobilenetv2"},
+            "--arch says 'mobilenetv2' but the tensors are those of a resnet50_tv",
+        ),
         (lambda: resnet_state(50), {"name_hints": {"arch": "resnet101"}}, "file name says 'resnet101'"),
         (lambda: resnet_state(50), {"num_classes": 400}, "--num-classes 400 but the checkpoint's classifier has 5"),
-        (lambda: resnet_state(50), {"shift_place": "block"}, "--shift-place block but the checkpoint shifts as 'blockres'"),
+        (
+            lambda: resnet_state(50),
+            {"shift_place": "block"},
+            "--shift-place block but the checkpoint shifts as 'blockres'",
+        ),
         (lambda: resnet_state(50), {"tpool": True}, "--tpool but the checkpoint does not pool"),
         (lambda: resnet_state(50), {"temporal": "none"}, "temporal='none' but the checkpoint shifts"),
         (lambda: resnet_state(50, place=None), {"temporal": "tsm"}, "no temporal shift"),
@@ -198,7 +237,10 @@ def test_a_failing_port_leaves_existing_outputs_alone(tmp_path, capsys):
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\nc\nd\ne\n")
     keras_file = tmp_path / "single" / "tsm.keras"
-    assert main([good, "--out", str(keras_file), "--labels", str(labels), "--segments", str(T), "--input-size", str(S)]) == 0
+    assert (
+        main([good, "--out", str(keras_file), "--labels", str(labels), "--segments", str(T), "--input-size", str(S)])
+        == 0
+    )
     assert sorted(os.listdir(keras_file.parent)) == ["config.json", "labels.txt", "tsm.keras"]
     assert json.loads((keras_file.parent / "config.json").read_text())["class_names"] == list("abcde")
     labels.write_text("a\nb\n")

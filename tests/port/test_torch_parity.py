@@ -30,7 +30,7 @@ def torch_tsn(arch, place, bidirectional, tpool, size):
     if arch == "mobilenetv2":
         base, features = ref.tsm_mobilenet_v2(T, bidirectional), 1280
     else:
-        base = ref.tsm_resnet(int(arch[len("resnet"):]), T, place, bidirectional, tpool)
+        base = ref.tsm_resnet(int(arch[len("resnet") :]), T, place, bidirectional, tpool)
         features = 2048
     net = ref.TSN(base, 5, features, T, T // 2 if tpool else T)
     calibration = ref.normalize(clips(size, batch=4, seed=1))
@@ -103,7 +103,9 @@ def test_streaming_demo_checkpoint_matches_pytorch_frame_by_frame(tmp_path):
         expected = net.run(ref.normalize(clip)).numpy()  # (B, T, 27), frame by frame
     per_frame = keras_logits(model_path, clip, layer="logits").reshape(expected.shape)
     difference = np.abs(per_frame - expected).max()
-    print(f"streaming demo: max |keras - torch| per frame = {difference:.2e} (logits up to {np.abs(expected).max():.2f})")
+    print(
+        f"streaming demo: max |keras - torch| per frame = {difference:.2e} (logits up to {np.abs(expected).max():.2f})"
+    )
     assert difference <= TOLERANCE
     # Frames differ, and so do the per-frame outputs: the buffers carry something.
     assert np.abs(expected[:, 1:] - expected[:, :1]).max() > 100 * TOLERANCE
@@ -114,9 +116,13 @@ def test_official_checkpoint_container(tmp_path):
     legacy (non-zip) format of the 2019 releases; the optimizer state is not read."""
     net = torch_tsn("mobilenetv2", "blockres", True, False, 64)
     parallel = torch.nn.DataParallel(net)
-    content = {"epoch": 25, "arch": "mobilenetv2", "state_dict": parallel.state_dict(),
-               "optimizer": {"state": {0: {"momentum_buffer": torch.zeros(3)}}, "param_groups": []},
-               "best_prec1": np.float64(69.5)}
+    content = {
+        "epoch": 25,
+        "arch": "mobilenetv2",
+        "state_dict": parallel.state_dict(),
+        "optimizer": {"state": {0: {"momentum_buffer": torch.zeros(3)}}, "param_groups": []},
+        "best_prec1": np.float64(69.5),
+    }
     path = tmp_path / "TSM_kinetics_RGB_mobilenetv2_shift8_blockres_avg_segment8_e100_dense.pth"
     torch.save(content, path, _use_new_zipfile_serialization=False)
     checkpoint = read_checkpoint(path)

@@ -45,8 +45,13 @@ def converted(tmp_path_factory):
     ported, _ = port_checkpoint(path, run, input_size=SIZE, segments=SEGMENTS, labels=labels)
     assert ported.streaming_demo and ported.model_config["temporal"] == "tsm-online"
     env = {**os.environ, "PYTHONPATH": ROOT}
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "tflite", "convert.py"), str(run)],
-                            capture_output=True, text=True, env=env, timeout=600)
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tflite", "convert.py"), str(run)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return net, run
 
@@ -54,16 +59,22 @@ def converted(tmp_path_factory):
 def test_convert_accepts_the_ported_run_as_is(converted):
     _, run = converted
     out = run / "tflite"
-    assert {"clip_float32.tflite", "stream_float32.tflite", "stream_state_float32.tflite",
-            "labels.txt", "report.json"} == {p.name for p in out.iterdir()}
+    assert {
+        "clip_float32.tflite",
+        "stream_float32.tflite",
+        "stream_state_float32.tflite",
+        "labels.txt",
+        "report.json",
+    } == {p.name for p in out.iterdir()}
     assert (out / "labels.txt").read_text() == (run / "labels.txt").read_text()
     report = json.loads((out / "report.json").read_text())
     assert report["class_names"] == [f"gesture {i}" for i in range(CLASSES)]
     assert report["num_segments"] == SEGMENTS and report["input_size"] == SIZE
     # The demo's 10 buffers, at 64 px: 16x16x3, 8x8x4 x2, 4x4x8 x3, 4x4x12 x2, 2x2x20 x2.
     shapes = sorted(tuple(s["shape"]) for s in report["streaming"]["states"])
-    assert shapes == sorted([(1, 16, 16, 3)] + [(1, 8, 8, 4)] * 2 + [(1, 4, 4, 8)] * 3
-                            + [(1, 4, 4, 12)] * 2 + [(1, 2, 2, 20)] * 2)
+    assert shapes == sorted(
+        [(1, 16, 16, 3)] + [(1, 8, 8, 4)] * 2 + [(1, 4, 4, 8)] * 3 + [(1, 4, 4, 12)] * 2 + [(1, 2, 2, 20)] * 2
+    )
     for name, numbers in report["verification"].items():
         difference = numbers.get("max_abs_difference", numbers.get("max_abs_difference_vs_keras"))
         print(f"convert's own check, {name}: {difference:.2e}")
@@ -94,8 +105,10 @@ def test_streaming_tflite_matches_pytorch_frame_by_frame(converted, name):
         runner.reset()
         got = runner.run(clip)  # FRAMES steps, more than the SEGMENTS the clip model has
         worst = max(worst, float(np.abs(got - want).max()))
-    print(f"{name}: max |tflite - torch| per frame = {worst:.2e} over {FRAMES} frames "
-          f"(logits up to {np.abs(expected).max():.2f})")
+    print(
+        f"{name}: max |tflite - torch| per frame = {worst:.2e} over {FRAMES} frames "
+        f"(logits up to {np.abs(expected).max():.2f})"
+    )
     assert worst <= TOLERANCE
     # The buffers carry something: later frames differ from what a fresh state gives.
     assert np.abs(expected[:, 1:] - expected[:, :1]).max() > 100 * TOLERANCE

@@ -34,10 +34,25 @@ def test_resnet_v1_5_layout():
         assert model.get_layer(f"conv{stage}_block1_1_conv").strides == (1, 1)
         assert model.get_layer(f"conv{stage}_block1_2_conv").strides == (2, 2)
         assert model.get_layer(f"conv{stage}_block1_0_conv").strides == (2, 2)
-    sides = {name: model.get_layer(name).output.shape[1] for name in
-             ["conv1_conv", "pool1_pool", "conv2_block3_out", "conv3_block4_out", "conv4_block6_out", "conv5_block3_out"]}
-    assert sides == {"conv1_conv": 112, "pool1_pool": 56, "conv2_block3_out": 56, "conv3_block4_out": 28,
-                     "conv4_block6_out": 14, "conv5_block3_out": 7}
+    sides = {
+        name: model.get_layer(name).output.shape[1]
+        for name in [
+            "conv1_conv",
+            "pool1_pool",
+            "conv2_block3_out",
+            "conv3_block4_out",
+            "conv4_block6_out",
+            "conv5_block3_out",
+        ]
+    }
+    assert sides == {
+        "conv1_conv": 112,
+        "pool1_pool": 56,
+        "conv2_block3_out": 56,
+        "conv3_block4_out": 28,
+        "conv4_block6_out": 14,
+        "conv5_block3_out": 7,
+    }
     assert model.count_params() - 2 * 26560 == 23508032  # torchvision resnet50 without fc; BN stats counted by Keras
     assert sum(1 for l in torchvision_resnet(101, (32, 32, 3)).layers if l.name.endswith("_out")) == 33
 
@@ -72,8 +87,20 @@ def test_symmetric_padding_differs_from_keras_same():
 
 def test_streaming_states_match_the_demo_buffers():
     # The streaming demo's 10 buffers (NHWC, batch 1): 27,048 values in all.
-    model = build_video_classifier(27, backbone="mobilenet_v2_tv", num_segments=8, input_size=224, temporal="tsm-online")
+    model = build_video_classifier(
+        27, backbone="mobilenet_v2_tv", num_segments=8, input_size=224, temporal="tsm-online"
+    )
     states = list(shift_states(model).values())
-    assert states == [(56, 56, 3), (28, 28, 4), (28, 28, 4), (14, 14, 8), (14, 14, 8), (14, 14, 8),
-                      (14, 14, 12), (14, 14, 12), (7, 7, 20), (7, 7, 20)]
+    assert states == [
+        (56, 56, 3),
+        (28, 28, 4),
+        (28, 28, 4),
+        (14, 14, 8),
+        (14, 14, 8),
+        (14, 14, 8),
+        (14, 14, 12),
+        (14, 14, 12),
+        (7, 7, 20),
+        (7, 7, 20),
+    ]
     assert sum(int(np.prod(s)) for s in states) == 27048

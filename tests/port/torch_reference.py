@@ -269,8 +269,11 @@ def randomize(model, seed, calibrate):
                 module.weight.copy_(0.05 * torch.randn(module.weight.shape, generator=generator))
                 module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=generator))
         for module in model.modules():
-            last = module.bn3 if isinstance(module, Bottleneck) else (
-                module.conv[-1] if isinstance(module, InvertedResidual) and module.use_residual else None)
+            last = (
+                module.bn3
+                if isinstance(module, Bottleneck)
+                else (module.conv[-1] if isinstance(module, InvertedResidual) and module.use_residual else None)
+            )
             if last is not None:
                 last.weight.copy_(0.1 + 0.3 * torch.rand(last.weight.shape, generator=generator))
         model.train()

@@ -102,14 +102,32 @@ def test_stream_script_on_a_generated_video(demo_models, tmp_path):
     video = write_video(tmp_path / "c.mp4", frames=10)
     out = tmp_path / "annotated.mp4"
     script = os.path.join(ROOT, "tflite", "stream.py")
-    result = subprocess.run([sys.executable, script, str(demo_models["stream_state"]), "--video", str(video),
-                             "--out", str(out), "--window", "3"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            script,
+            str(demo_models["stream_state"]),
+            "--video",
+            str(video),
+            "--out",
+            str(out),
+            "--window",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     lines = [l for l in result.stdout.splitlines() if not l.startswith("#")]
     assert len(lines) == 10 and all(l.split()[1] in LABELS for l in lines)
     assert len(read_frames(out)) == 10
-    wrong = subprocess.run([sys.executable, script, str(demo_models["clip"]), "--video", str(video)],
-                           capture_output=True, text=True, timeout=300)
+    wrong = subprocess.run(
+        [sys.executable, script, str(demo_models["clip"]), "--video", str(video)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert wrong.returncode == 2
     assert wrong.stderr.strip().splitlines()[-1].startswith(f"error: {demo_models['clip']}: a clip model")
 

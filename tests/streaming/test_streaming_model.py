@@ -92,8 +92,9 @@ def test_models_that_cannot_stream_are_refused_with_the_fix(temporal, kwargs, me
 def test_temporal_pooling_is_refused():
     from tsm_keras.models import build_video_classifier
 
-    model = build_video_classifier(3, backbone="resnet50", num_segments=4, input_size=32,
-                                   temporal="tsm-online", temporal_pool=True)
+    model = build_video_classifier(
+        3, backbone="resnet50", num_segments=4, input_size=32, temporal="tsm-online", temporal_pool=True
+    )
     with pytest.raises(NotStreamableError, match="temporal_pool"):
         build_streaming_model(model)
 
@@ -141,8 +142,10 @@ def test_any_layer_with_the_streaming_protocol_streams():
 def test_state_io_check_names_the_mismatch():
     frame = keras.Input((4, 4, 3), name="frame")
     state = keras.Input((4, 4, 1), name="block_2_shift")
-    bad = keras.Model({"frame": frame, "block_2_shift": state},
-                      {"logits": frame, "block_2_shift": keras.layers.Concatenate()([state, state])})
+    bad = keras.Model(
+        {"frame": frame, "block_2_shift": state},
+        {"logits": frame, "block_2_shift": keras.layers.Concatenate()([state, state])},
+    )
     with pytest.raises(ValueError, match="state 'block_2_shift'.*come back"):
         check_state_io(bad)
 

@@ -15,8 +15,9 @@ def run_command(command, *extra):
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     words = shlex.split(command)
     assert words[0] == "python", command
-    result = subprocess.run([sys.executable, *words[1:], *extra], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=1200)
+    result = subprocess.run(
+        [sys.executable, *words[1:], *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200
+    )
     assert result.returncode == 0, f"{command}: {result.stdout[-2000:]}\n{result.stderr[-3000:]}"
     return result
 
@@ -24,7 +25,7 @@ def run_command(command, *extra):
 def next_commands(printed):
     """The commands of the last `next:` line a script printed, in order."""
     line = [l for l in printed.splitlines() if l.startswith("next:")][-1]
-    return [c.strip() for c in line[len("next:"):].split("   |   ")]
+    return [c.strip() for c in line[len("next:") :].split("   |   ")]
 
 
 def run_next_commands(printed, run_dir):

@@ -3,8 +3,24 @@ import pytest
 from tsm_keras.data.synthetic import ensure_default_dataset
 
 # A tiny run: every test in this folder trains at most a few steps of this size.
-TINY = ["--backbone", "mobilenet_v2", "--width", "0.35", "--input-size", "32", "--segments", "4",
-        "--batch-size", "4", "--weights", "none", "--lr", "0.05", "--warmup-epochs", "0"]
+TINY = [
+    "--backbone",
+    "mobilenet_v2",
+    "--width",
+    "0.35",
+    "--input-size",
+    "32",
+    "--segments",
+    "4",
+    "--batch-size",
+    "4",
+    "--weights",
+    "none",
+    "--lr",
+    "0.05",
+    "--warmup-epochs",
+    "0",
+]
 
 
 @pytest.fixture(scope="session")
@@ -17,8 +33,13 @@ def tiny_data(tmp_path_factory):
 # What a user's folder looks like: phone and camera clips in several containers, codecs and
 # aspect ratios (landscape 4:3 and 16:9, portrait), a class name with a space, and a space in
 # the folder's own name. No split folders: fit.py holds out a share of each class.
-USER_FORMATS = [("mp4v", ".mp4", (64, 48)), ("MJPG", ".avi", (96, 54)), ("FFV1", ".mkv", (48, 64)),
-                ("XVID", ".avi", (80, 45)), ("mp4v", ".mp4", (54, 96))]
+USER_FORMATS = [
+    ("mp4v", ".mp4", (64, 48)),
+    ("MJPG", ".avi", (96, 54)),
+    ("FFV1", ".mkv", (48, 64)),
+    ("XVID", ".avi", (80, 45)),
+    ("mp4v", ".mp4", (54, 96)),
+]
 USER_CLASSES = ["pull", "push", "wave hello"]
 
 
@@ -40,7 +61,7 @@ def own_videos(tmp_path_factory):
             for t in range(12):
                 frame = np.full((height, width, 3), 70, np.uint8)
                 x = [width - side - 3 * t, 3 * t, 4 * (t % 2)][label] % (width - side)
-                frame[height // 3:height // 3 + side, x:x + side] = (40, 200, 240)
+                frame[height // 3 : height // 3 + side, x : x + side] = (40, 200, 240)
                 writer.write(frame)
             writer.release()
     return root

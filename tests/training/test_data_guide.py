@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from training.fit import parse_args
 from tsm_keras.port.__main__ import parse_args as port_args
 from tsm_keras.training.fit import default_run_dir, resolve
-from training.fit import parse_args
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "data.md"
 
 
 def guide_commands():
     text = GUIDE.read_text()
-    section = text[text.index("## Your own videos: a guide"):text.index("\n## Sources")]
+    section = text[text.index("## Your own videos: a guide") : text.index("\n## Sources")]
     blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
     return [shlex.split(line.split("  #")[0]) for block in blocks for line in block.strip().splitlines()]
 
@@ -32,9 +32,19 @@ def guide_folder(own_videos, tmp_path, monkeypatch):
     (tmp_path / "videos").symlink_to(own_videos)
     ported = tmp_path / "runs" / "kinetics-tsm"
     ported.mkdir(parents=True)
-    config = {"model": {"num_classes": 400, "backbone": "mobilenet_v2_tv", "num_segments": 8, "input_size": 224,
-                        "temporal": "tsm", "shift_div": 8, "shift_place": "blockres", "temporal_pool": False,
-                        "dropout": 0.5}}
+    config = {
+        "model": {
+            "num_classes": 400,
+            "backbone": "mobilenet_v2_tv",
+            "num_segments": 8,
+            "input_size": 224,
+            "temporal": "tsm",
+            "shift_div": 8,
+            "shift_place": "blockres",
+            "temporal_pool": False,
+            "dropout": 0.5,
+        }
+    }
     (ported / "config.json").write_text(json.dumps(config))
     (tmp_path / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5").write_bytes(b"")
     return tmp_path
@@ -45,8 +55,12 @@ def test_every_guide_command_parses_and_means_what_the_guide_says(guide_folder):
     fits = [resolve(parse_args(words[2:])) for words in commands if words[:2] == ["python", "training/fit.py"]]
     assert len(fits) == 6
     reference, causal, tuned, tuned_online, scratch, from_file = fits
-    assert (reference.temporal, reference.optimizer, reference.weights, reference.input_size) == ("tsm", "sgd",
-                                                                                                 "imagenet", 224)
+    assert (reference.temporal, reference.optimizer, reference.weights, reference.input_size) == (
+        "tsm",
+        "sgd",
+        "imagenet",
+        224,
+    )
     assert causal.temporal == "tsm-online"
     # The reference's fine-tuning recipe, from the ported run's network.
     for o in (tuned, tuned_online):
@@ -59,10 +73,17 @@ def test_every_guide_command_parses_and_means_what_the_guide_says(guide_folder):
     run = default_run_dir(causal, "videos")
     assert str(run) == "runs/videos-mobilenet_v2-tsm-online"
     model = shlex.quote(str(run / "tflite" / "stream_int8.tflite"))
-    printed = [f"python training/evaluate.py {run}", f"python tflite/convert.py {run} --int8",
-               f"python tflite/benchmark.py {model}", f"python tflite/stream.py {model} --video VIDEO"]
-    later = [shlex.join(words) for words in commands if words[1] in ("training/evaluate.py", "tflite/convert.py",
-                                                                      "tflite/benchmark.py", "tflite/stream.py")]
+    printed = [
+        f"python training/evaluate.py {run}",
+        f"python tflite/convert.py {run} --int8",
+        f"python tflite/benchmark.py {model}",
+        f"python tflite/stream.py {model} --video VIDEO",
+    ]
+    later = [
+        shlex.join(words)
+        for words in commands
+        if words[1] in ("training/evaluate.py", "tflite/convert.py", "tflite/benchmark.py", "tflite/stream.py")
+    ]
     assert later[:3] == printed[:3]
     assert later[3].startswith(printed[3].replace("VIDEO", "")) and "'videos/wave hello/" in later[3]
 

@@ -41,10 +41,21 @@ def test_two_local_workers_train_in_lockstep(tiny_data, tmp_path):
     args = ["--data", str(tiny_data), "--out", str(tmp_path / "run"), *TINY, "--epochs", "1", "--sync-bn"]
     workers = []
     for index in range(2):
-        env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3",
-                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        workers.append(subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path), str(index), *args],
-                                        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        env = dict(
+            os.environ,
+            PYTHONPATH=str(ROOT),
+            TF_CPP_MIN_LOG_LEVEL="3",
+            TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        )
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, "-c", WORKER, str(tmp_path), str(index), *args],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     outputs = [w.communicate(timeout=900)[0] for w in workers]
     for index, (worker, output) in enumerate(zip(workers, outputs)):
         assert worker.returncode == 0, f"worker {index}:\n{output[-3000:]}"

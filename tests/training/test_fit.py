@@ -12,12 +12,12 @@ import pytest
 
 from tests.training.commands import run_command, run_next_commands
 from tests.training.conftest import TINY
+from training.fit import parse_args
+from tsm_keras.data.augment import SCALES
 from tsm_keras.models import build_video_classifier, parameter_overhead, temporal_modules
 from tsm_keras.training.callbacks import checkpoints, read_history
 from tsm_keras.training.evaluate import evaluate_run
-from tsm_keras.data.augment import SCALES
 from tsm_keras.training.fit import resolve, train
-from training.fit import parse_args
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,8 +35,16 @@ def tiny_run(tiny_data, tmp_path_factory):
 
 def test_run_directory_has_everything_to_rebuild_and_report(tiny_run):
     summary, run_dir, model = tiny_run
-    for name in ("config.json", "labels.txt", "model.keras", "history.csv", "curves.png",
-                 "confusion.png", "per_class.csv", "summary.json"):
+    for name in (
+        "config.json",
+        "labels.txt",
+        "model.keras",
+        "history.csv",
+        "curves.png",
+        "confusion.png",
+        "per_class.csv",
+        "summary.json",
+    ):
         assert (run_dir / name).is_file(), name
     config = json.loads((run_dir / "config.json").read_text())
     assert config["model"]["num_segments"] == 4 and config["model"]["input_size"] == 32
@@ -130,8 +138,9 @@ def test_killed_run_resumes_after_its_last_epoch(tiny_data, tmp_path):
 def test_tam_trains_end_to_end_and_reports_its_parameters(tiny_data, tmp_path, temporal, window):
     lines = []
     out = tmp_path / temporal
-    summary, run_dir, model = train(parse_args(fit_args(tiny_data, out, "--temporal", temporal, "--epochs", "1")),
-                                    log=lines.append)
+    summary, run_dir, model = train(
+        parse_args(fit_args(tiny_data, out, "--temporal", temporal, "--epochs", "1")), log=lines.append
+    )
     assert json.loads((run_dir / "config.json").read_text())["model"]["temporal"] == temporal
     assert summary["clips"] == 10
     # The start-up summary: r * C per module and the total against the 2D model.
@@ -146,13 +155,12 @@ def test_tam_trains_end_to_end_and_reports_its_parameters(tiny_data, tmp_path, t
     np.testing.assert_allclose(np.asarray(loaded(clip)), np.asarray(model(clip)), atol=1e-5)
 
 
-
 def test_the_default_demo_chain_ends_in_int8_streaming_models(tiny_data, tmp_path, monkeypatch, capsys):
     """`python training/fit.py` (the demo profile, at tiny sizes on a tiny built-in set), then
     the commands it prints: convert --int8 writes the clip model and both streaming models
     in float32 and int8, benchmark.py times them, stream.py annotates a video."""
-    from tsm_keras.data import synthetic
     from training.fit import main
+    from tsm_keras.data import synthetic
 
     monkeypatch.setattr(synthetic, "ensure_default_dataset", lambda *args, **kwargs: tiny_data)
     out = tmp_path / "demo"

@@ -13,10 +13,10 @@ import pytest
 from tests.tiny import tiny_classifier
 from tests.training.commands import next_commands, run_command, run_next_commands
 from tests.training.conftest import TINY, USER_CLASSES
+from training.fit import parse_args
+from tsm_keras.models import build_video_classifier
 from tsm_keras.run_dir import write_run
 from tsm_keras.training.fit import _load_all_but_the_classifier, model_kwargs, resolve
-from tsm_keras.models import build_video_classifier
-from training.fit import parse_args
 
 # TINY without --weights: a fine-tuned run takes its weights from --tune-from.
 TINY_SIZES = [word for pair in zip(TINY[::2], TINY[1::2]) if pair[0] != "--weights" for word in pair]
@@ -37,8 +37,18 @@ def load_in_a_fresh_process(model_file):
 def write_source_run(path, temporal="tsm-online", classes=5):
     """A run directory as fit.py or the porter writes it, for a 5-class tiny model."""
     model = tiny_classifier(temporal, num_classes=classes)
-    config = {"model": dict(num_classes=classes, backbone="mobilenet_v2", num_segments=4, input_size=32,
-                            temporal=temporal, shift_div=8, width=0.35, dropout=0.0)}
+    config = {
+        "model": dict(
+            num_classes=classes,
+            backbone="mobilenet_v2",
+            num_segments=4,
+            input_size=32,
+            temporal=temporal,
+            shift_div=8,
+            width=0.35,
+            dropout=0.0,
+        )
+    }
     write_run(path, model, config, [f"c{i}" for i in range(classes)])
     return model
 
@@ -67,8 +77,21 @@ def test_a_fine_tuned_causal_run_on_own_videos_streams_them(own_videos, tmp_path
     benchmark and stream, each command as the previous one printed it."""
     source = write_source_run(tmp_path / "ported run")
     out = tmp_path / "my runs" / "tuned"
-    printed = fit(own_videos, out, *TINY_SIZES, "--epochs", "1", "--tune-from", str(tmp_path / "ported run"),
-                  "--lr", "0.001", "--partial-bn", "--head-lr-mult", "5", "--mixed-precision")
+    printed = fit(
+        own_videos,
+        out,
+        *TINY_SIZES,
+        "--epochs",
+        "1",
+        "--tune-from",
+        str(tmp_path / "ported run"),
+        "--lr",
+        "0.001",
+        "--partial-bn",
+        "--head-lr-mult",
+        "5",
+        "--mixed-precision",
+    )
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["temporal"] == "tsm-online" and config["model"]["partial_bn"]  # the source's module
     assert f"weight tensors from {tmp_path / 'ported run'}; a new classifier for 3 classes" in printed
@@ -81,8 +104,10 @@ def test_a_fine_tuned_causal_run_on_own_videos_streams_them(own_videos, tmp_path
             assert (tflite / f"{kind}_{precision}.tflite").is_file(), (kind, precision)
     benchmark, stream = next_commands(converted.stdout)
     model = shlex.quote(str(tflite / "stream_int8.tflite"))
-    assert (benchmark, stream) == (f"python tflite/benchmark.py {model}",
-                                   f"python tflite/stream.py {model} --video VIDEO")
+    assert (benchmark, stream) == (
+        f"python tflite/benchmark.py {model}",
+        f"python tflite/stream.py {model} --video VIDEO",
+    )
     assert "step" in run_command(benchmark, "--threads", "1", "--repeats", "3").stdout
     video = own_videos / "wave hello" / "wave_hello_2.mkv"  # portrait FFV1
     annotated = tmp_path / "my runs" / "wave hello.mp4"
@@ -94,19 +119,36 @@ def test_a_fine_tuned_causal_run_on_own_videos_streams_them(own_videos, tmp_path
 
 def test_tune_from_copies_every_weight_but_the_classifier(own_videos, tmp_path):
     source = write_source_run(tmp_path / "source")
-    options = resolve(parse_args(["--data", str(own_videos), "--tune-from", str(tmp_path / "source"),
-                                  "--input-size", "48", "--segments", "8"]))
+    options = resolve(
+        parse_args(
+            [
+                "--data",
+                str(own_videos),
+                "--tune-from",
+                str(tmp_path / "source"),
+                "--input-size",
+                "48",
+                "--segments",
+                "8",
+            ]
+        )
+    )
     # The architecture is the source run's; clip length and frame size are this run's.
-    assert (options.backbone, options.width, options.temporal, options.shift_div) == ("mobilenet_v2", 0.35,
-                                                                                      "tsm-online", 8)
+    assert (options.backbone, options.width, options.temporal, options.shift_div) == (
+        "mobilenet_v2",
+        0.35,
+        "tsm-online",
+        8,
+    )
     assert options.weights is None
     model = build_video_classifier(**model_kwargs(options, 3))
     fresh_head = model.get_layer("logits").kernel.numpy()
     copied = _load_all_but_the_classifier(model, tmp_path / "source")
     assert copied == len(model.weights) - 2
     head = {id(w) for w in model.get_layer("logits").weights}
-    for target, value in zip([w for w in model.weights if id(w) not in head],
-                             [w for w in source.weights if w.path.split("/")[0] != "logits"]):
+    for target, value in zip(
+        [w for w in model.weights if id(w) not in head], [w for w in source.weights if w.path.split("/")[0] != "logits"]
+    ):
         np.testing.assert_array_equal(target.numpy(), value.numpy())
     np.testing.assert_array_equal(model.get_layer("logits").kernel.numpy(), fresh_head)
     assert model.get_layer("logits").kernel.shape == (source.get_layer("logits").kernel.shape[0], 3)
@@ -132,13 +174,13 @@ def test_tune_from_may_change_the_weightless_shift_but_not_add_weights(own_video
     """A bidirectional model fine-tuned into a causal one (the published Kinetics TSM for a
     phone) keeps every weight; a TAM adds weights the run does not have: a clear error."""
     source = write_source_run(tmp_path / "source", temporal="tsm")
-    causal = resolve(parse_args(["--data", str(own_videos), "--tune-from", str(tmp_path / "source"),
-                                 "--temporal", "tsm-online"]))
+    causal = resolve(
+        parse_args(["--data", str(own_videos), "--tune-from", str(tmp_path / "source"), "--temporal", "tsm-online"])
+    )
     assert (causal.temporal, causal.shift_div, causal.width) == ("tsm-online", 8, 0.35)
     model = build_video_classifier(**model_kwargs(causal, 3))
     assert _load_all_but_the_classifier(model, tmp_path / "source") == len(source.weights) - 2
-    tam = resolve(parse_args(["--data", str(own_videos), "--tune-from", str(tmp_path / "source"),
-                              "--temporal", "tam"]))
+    tam = resolve(parse_args(["--data", str(own_videos), "--tune-from", str(tmp_path / "source"), "--temporal", "tam"]))
     with pytest.raises(ValueError, match=r"its model has \d+ weight tensors besides the classifier, this one \d+"):
         _load_all_but_the_classifier(build_video_classifier(**model_kwargs(tam, 3)), tmp_path / "source")
 

@@ -62,10 +62,15 @@ def test_gradient_norm_clipping():
 def test_summary_counts_top1_top5_and_the_confusion_matrix():
     from tsm_keras.training.evaluation import summarize
 
-    logits = np.array([[9, 1, 2, 3, 4, 5, 0],  # true 0: right
-                       [0, 1, 9, 2, 3, 4, 5],  # true 1: predicted 2, true class 6th of 7: not in the top 5
-                       [1, 9, 0, 2, 3, 4, 5],  # true 1: right
-                       [5, 4, 3, 2, 1, 0, 9]], "float32")  # true 0: predicted 6, second: in the top 5
+    logits = np.array(
+        [
+            [9, 1, 2, 3, 4, 5, 0],  # true 0: right
+            [0, 1, 9, 2, 3, 4, 5],  # true 1: predicted 2, true class 6th of 7: not in the top 5
+            [1, 9, 0, 2, 3, 4, 5],  # true 1: right
+            [5, 4, 3, 2, 1, 0, 9],
+        ],
+        "float32",
+    )  # true 0: predicted 6, second: in the top 5
     summary = summarize(logits, np.array([0, 1, 1, 0]), [f"c{i}" for i in range(7)])
     assert summary["top1"] == 0.5 and summary["top5"] == 0.75 and summary["clips"] == 4
     assert summary["confusion"][0] == [1, 0, 0, 0, 0, 0, 1] and summary["confusion"][1] == [0, 1, 1, 0, 0, 0, 0]

@@ -1,8 +1,8 @@
 """Video data: sources, frame sampling, clip augmentation and the tf.data pipelines.
 
-    from tsm_keras.data import open_source, make_train_dataset, make_eval_dataset
-    src = open_source("videos/", split="train")
-    ds = make_train_dataset(src, num_segments=8, input_size=224, batch_size=8)
+from tsm_keras.data import open_source, make_train_dataset, make_eval_dataset
+src = open_source("videos/", split="train")
+ds = make_train_dataset(src, num_segments=8, input_size=224, batch_size=8)
 """
 
 from tsm_keras.data.base import DataError, Source

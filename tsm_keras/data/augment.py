@@ -23,9 +23,19 @@ def scale_pairs(scales=SCALES):
 SCALE_PAIRS = scale_pairs()
 # (x, y) in quarters of the free space: corners, centre, then edge centres and inner corners.
 CROP_POSITIONS = (
-    (0, 0), (4, 0), (0, 4), (4, 4), (2, 2),
-    (0, 2), (4, 2), (2, 4), (2, 0),
-    (1, 1), (3, 1), (1, 3), (3, 3),
+    (0, 0),
+    (4, 0),
+    (0, 4),
+    (4, 4),
+    (2, 2),
+    (0, 2),
+    (4, 2),
+    (2, 4),
+    (2, 0),
+    (1, 1),
+    (3, 1),
+    (1, 3),
+    (3, 3),
 )
 # Test-time centre crop: resize the short side to S * 256 / 224, then crop S x S.
 TEST_RESIZE_RATIO = 256 / 224
@@ -53,13 +63,14 @@ def multi_scale_crop_box(height, width, seed, scales=SCALES):
     seeds = tf.random.experimental.stateless_split(seed, 2)
     pairs = scale_pairs(scales)
     pair = tf.gather(
-        tf.constant(pairs, tf.int32),
-        tf.random.stateless_uniform([], seeds[0], 0, len(pairs), dtype=tf.int32))
+        tf.constant(pairs, tf.int32), tf.random.stateless_uniform([], seeds[0], 0, len(pairs), dtype=tf.int32)
+    )
     crop_w = tf.minimum(sizes[pair[0]], width)
     crop_h = tf.minimum(sizes[pair[1]], height)
     pos = tf.gather(
         tf.constant(CROP_POSITIONS, tf.int32),
-        tf.random.stateless_uniform([], seeds[1], 0, len(CROP_POSITIONS), dtype=tf.int32))
+        tf.random.stateless_uniform([], seeds[1], 0, len(CROP_POSITIONS), dtype=tf.int32),
+    )
     x = pos[0] * ((width - crop_w) // 4)
     y = pos[1] * ((height - crop_h) // 4)
     return y, x, crop_h, crop_w
@@ -69,7 +80,7 @@ def multi_scale_crop(clip, size, seed, scales=SCALES):
     """Training crop: one random multi-scale box for the whole clip, resized to size x size."""
     shape = tf.shape(clip)
     y, x, h, w = multi_scale_crop_box(shape[1], shape[2], seed, scales)
-    return resize_clip(clip[:, y:y + h, x:x + w, :], size, size)
+    return resize_clip(clip[:, y : y + h, x : x + w, :], size, size)
 
 
 def _resize_short_side(clip, short):
@@ -88,7 +99,7 @@ def center_crop(clip, size):
     shape = tf.shape(resized)
     y = (shape[1] - size) // 2
     x = (shape[2] - size) // 2
-    return resized[:, y:y + size, x:x + size, :]
+    return resized[:, y : y + size, x : x + size, :]
 
 
 def three_crops(clip, size):
@@ -102,7 +113,7 @@ def three_crops(clip, size):
     for part in (0, 1, 2):  # start, centre, end of the long side
         y = free_y * part // 2
         x = free_x * part // 2
-        crops.append(resized[:, y:y + size, x:x + size, :])
+        crops.append(resized[:, y : y + size, x : x + size, :])
     return tf.stack(crops)
 
 
@@ -122,8 +133,7 @@ def swap_table(swap_map, num_classes, class_names=None):
                 raise ValueError(f"`swap_map` names an unknown class. Received: {c!r}")
             return class_names.index(c)
         if not isinstance(c, (int, np.integer)) or not 0 <= c < num_classes:
-            raise ValueError(
-                f"`swap_map` labels must be in [0, {num_classes}). Received: {c!r}")
+            raise ValueError(f"`swap_map` labels must be in [0, {num_classes}). Received: {c!r}")
         return int(c)
 
     partner = {}
@@ -131,8 +141,7 @@ def swap_table(swap_map, num_classes, class_names=None):
         a, b = index(a), index(b)
         for x, y in ((a, b), (b, a)):
             if partner.get(x, y) != y:
-                raise ValueError(
-                    f"`swap_map` gives class {x} two partners: {partner[x]} and {y}")
+                raise ValueError(f"`swap_map` gives class {x} two partners: {partner[x]} and {y}")
             partner[x] = y
     for x, y in partner.items():
         table[x] = y

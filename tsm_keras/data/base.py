@@ -41,8 +41,10 @@ class Source:
         raise NotImplementedError
 
     def __repr__(self):
-        return (f"{type(self).__name__}(path={self.path!r}, split={self.split!r}, "
-                f"num_clips={self.num_clips}, num_classes={len(self.class_names)})")
+        return (
+            f"{type(self).__name__}(path={self.path!r}, split={self.split!r}, "
+            f"num_clips={self.num_clips}, num_classes={len(self.class_names)})"
+        )
 
 
 def add_noise(ds, sampling, seed):
@@ -58,8 +60,7 @@ def add_noise(ds, sampling, seed):
 
     def noise(rec, r):
         rec = rec if isinstance(rec, tuple) else (rec,)
-        u = tf.random.stateless_uniform(
-            [sampling.noise_size], tf.stack([r, tf.constant(7, tf.int64)]))
+        u = tf.random.stateless_uniform([sampling.noise_size], tf.stack([r, tf.constant(7, tf.int64)]))
         return (*rec, u)
 
     return tf.data.Dataset.zip(ds, stream).map(noise)
@@ -73,8 +74,8 @@ def report_if_bad(skipped, ok, name, reason):
         return np.bool_(False)
 
     return tf.cond(
-        ok, lambda: tf.constant(True),
-        lambda: tf.ensure_shape(tf.numpy_function(report, [name, reason], tf.bool), []))
+        ok, lambda: tf.constant(True), lambda: tf.ensure_shape(tf.numpy_function(report, [name, reason], tf.bool), [])
+    )
 
 
 def drop_bad(ds):

@@ -51,13 +51,10 @@ def _diagnose(jpegs):
     count = tf.shape(idx)[0]
     # Frames are decoded in order, so the first failed index is where idx departs from 0, 1, ...
     missing = tf.where(tf.not_equal(idx, tf.range(count)))
-    first_missing = tf.cond(
-        tf.size(missing) > 0, lambda: tf.cast(missing[0, 0], tf.int32), lambda: count)
+    first_missing = tf.cond(tf.size(missing) > 0, lambda: tf.cast(missing[0, 0], tf.int32), lambda: count)
     other_size = tf.where(tf.reduce_any(tf.not_equal(sizes, sizes[:1]), axis=1))
     first_other = tf.cond(
-        tf.size(other_size) > 0,
-        lambda: tf.gather(idx, tf.cast(other_size[0, 0], tf.int32)),
-        lambda: n)
-    why = tf.where(first_missing <= first_other, "cannot be decoded as JPEG",
-                   "differs in size from the first frame")
+        tf.size(other_size) > 0, lambda: tf.gather(idx, tf.cast(other_size[0, 0], tf.int32)), lambda: n
+    )
+    why = tf.where(first_missing <= first_other, "cannot be decoded as JPEG", "differs in size from the first frame")
     return tf.minimum(tf.minimum(first_missing, first_other), n - 1), why

@@ -15,8 +15,8 @@ def write_labels(path, class_names):
     for name in names:
         if not name.strip() or "\n" in name or "\r" in name or name != name.strip():
             raise ValueError(
-                "Class names must be non-empty single-line strings without surrounding "
-                f"spaces. Received: {name!r}")
+                f"Class names must be non-empty single-line strings without surrounding spaces. Received: {name!r}"
+            )
     if len(set(names)) != len(names):
         raise ValueError(f"Class names must be unique. Received: {names}")
     atomic_write(path, "".join(name + "\n" for name in names))

@@ -17,8 +17,17 @@ def _check_sizes(**sizes):
             raise ValueError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")
 
 
-def make_train_dataset(src, num_segments=8, input_size=224, batch_size=8, seed=0,
-                       sampling="tsn", flip=False, swap_map=None, scales=augment.SCALES):
+def make_train_dataset(
+    src,
+    num_segments=8,
+    input_size=224,
+    batch_size=8,
+    seed=0,
+    sampling="tsn",
+    flip=False,
+    swap_map=None,
+    scales=augment.SCALES,
+):
     """Shuffled training batches, one epoch per iteration.
 
     Each clip: `num_segments` frames picked by TSN (a random frame per segment) or dense
@@ -62,8 +71,7 @@ def make_train_dataset(src, num_segments=8, input_size=224, batch_size=8, seed=0
     return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
-def make_eval_dataset(src, num_segments=8, input_size=224, batch_size=8, clips=1, crops=1,
-                      sampling="tsn"):
+def make_eval_dataset(src, num_segments=8, input_size=224, batch_size=8, clips=1, crops=1, sampling="tsn"):
     """Deterministic evaluation batches: every readable clip once, in source order.
 
     Views: `clips` temporal views (TSN: evenly spaced offsets within each segment, clip
@@ -76,8 +84,7 @@ def make_eval_dataset(src, num_segments=8, input_size=224, batch_size=8, clips=1
         tf.data.Dataset of (uint8 (B, V, T, S, S, 3) RGB, int32 (B,)), V = clips * crops;
         the last batch may be smaller.
     """
-    _check_sizes(num_segments=num_segments, input_size=input_size, batch_size=batch_size,
-                 clips=clips)
+    _check_sizes(num_segments=num_segments, input_size=input_size, batch_size=batch_size, clips=clips)
     if crops not in (1, 3):
         raise ValueError(f"`crops` must be 1 or 3. Received: crops={crops!r}")
     spec = Sampling(sampling, num_segments, clips=clips)

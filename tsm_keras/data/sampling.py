@@ -61,8 +61,7 @@ class Sampling:
         if self.kind not in KINDS:
             raise ValueError(f"`sampling` must be 'tsn' or 'dense'. Received: sampling={self.kind!r}")
         if not isinstance(self.num_segments, int) or self.num_segments < 1:
-            raise ValueError(
-                f"`num_segments` must be an integer >= 1. Received: num_segments={self.num_segments!r}")
+            raise ValueError(f"`num_segments` must be an integer >= 1. Received: num_segments={self.num_segments!r}")
         if not isinstance(self.clips, int) or self.clips < 1:
             raise ValueError(f"`clips` must be an integer >= 1. Received: clips={self.clips!r}")
         if self.training and self.clips != 1:

@@ -93,8 +93,7 @@ class SkipReport(keras.callbacks.Callback):
         self._logs = {name: getattr(s, "skipped", s) for name, s in sources.items()}
         for name, log in self._logs.items():
             if not isinstance(log, SkipLog):
-                raise TypeError(
-                    f"`sources` must hold data sources or SkipLog objects. Received: {name}={log!r}")
+                raise TypeError(f"`sources` must hold data sources or SkipLog objects. Received: {name}={log!r}")
         self._print = print_fn
         self._marks = {name: 0 for name in self._logs}
 

@@ -26,9 +26,20 @@ SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "validation"), "test": ("te
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def open_source(path, split="train", *, class_names=None, short_side=256, val_fraction=0.1,
-                split_file=None, frame_template="img_{:05d}.jpg", start_index=1,
-                frames_root=None, labels_file=None, shuffle_buffer=512):
+def open_source(
+    path,
+    split="train",
+    *,
+    class_names=None,
+    short_side=256,
+    val_fraction=0.1,
+    split_file=None,
+    frame_template="img_{:05d}.jpg",
+    start_index=1,
+    frames_root=None,
+    labels_file=None,
+    shuffle_buffer=512,
+):
     """Opens a data set and checks its structure.
 
     Args:
@@ -62,13 +73,26 @@ def open_source(path, split="train", *, class_names=None, short_side=256, val_fr
         raise DataError(f"{path}: no such file or folder")
     if os.path.isdir(path):
         if os.path.exists(os.path.join(path, MANIFEST)) or any(
-                name.endswith((".tfrecord", ".tfrecord.tmp")) for name in os.listdir(path)):
+            name.endswith((".tfrecord", ".tfrecord.tmp")) for name in os.listdir(path)
+        ):
             return TFRecordSource(path, split, class_names=class_names, shuffle_buffer=shuffle_buffer)
-        return VideoFolderSource(path, split, class_names=class_names, short_side=short_side,
-                                 val_fraction=val_fraction, split_file=split_file)
-    return FrameListSource(path, split, class_names=class_names, frame_template=frame_template,
-                           start_index=start_index, frames_root=frames_root,
-                           labels_file=labels_file)
+        return VideoFolderSource(
+            path,
+            split,
+            class_names=class_names,
+            short_side=short_side,
+            val_fraction=val_fraction,
+            split_file=split_file,
+        )
+    return FrameListSource(
+        path,
+        split,
+        class_names=class_names,
+        frame_template=frame_template,
+        start_index=start_index,
+        frames_root=frames_root,
+        labels_file=labels_file,
+    )
 
 
 def available_splits(path):
@@ -78,8 +102,7 @@ def available_splits(path):
         return ["train"]  # a list file is one split
     if os.path.exists(os.path.join(path, MANIFEST)):
         return sorted(TFRecordSource(path, "all").manifest["splits"])
-    found = [s for s, names in SPLIT_FOLDERS.items()
-             if any(os.path.isdir(os.path.join(path, d)) for d in names)]
+    found = [s for s, names in SPLIT_FOLDERS.items() if any(os.path.isdir(os.path.join(path, d)) for d in names)]
     found = found or [s for s in SPLIT_FOLDERS if os.path.isfile(os.path.join(path, f"{s}.txt"))]
     return found or ["train", "val"]
 
@@ -112,15 +135,12 @@ def _held_out(files, fraction):
 
 def _check_classes(path, found, class_names):
     if not found:
-        raise DataError(
-            f"{path}: no classes (expected one subfolder per class, each holding videos)")
+        raise DataError(f"{path}: no classes (expected one subfolder per class, each holding videos)")
     if class_names is None:
         return sorted(found)
     unknown = sorted(set(found) - set(class_names))
     if unknown:
-        raise DataError(
-            f"{path}: class folders {unknown} are not in the given class list "
-            f"({len(class_names)} classes)")
+        raise DataError(f"{path}: class folders {unknown} are not in the given class list ({len(class_names)} classes)")
     return list(class_names)
 
 
@@ -131,17 +151,21 @@ class VideoFolderSource(Source):
     while it decodes, so calls run on all cores. See `open_source` for the layouts.
     """
 
-    def __init__(self, path, split="train", *, class_names=None, short_side=256,
-                 val_fraction=0.1, split_file=None):
+    def __init__(self, path, split="train", *, class_names=None, short_side=256, val_fraction=0.1, split_file=None):
         super().__init__(path, split, [])
         self.short_side = short_side
         self._counts = video.FrameCounts()
         self._bad = {}
         root = self.path
-        split_dirs = {s: os.path.join(root, d) for s, names in SPLIT_FOLDERS.items()
-                      for d in names if os.path.isdir(os.path.join(root, d))}
-        split_files = {s: os.path.join(root, f"{s}.txt") for s in SPLIT_FOLDERS
-                       if os.path.isfile(os.path.join(root, f"{s}.txt"))}
+        split_dirs = {
+            s: os.path.join(root, d)
+            for s, names in SPLIT_FOLDERS.items()
+            for d in names
+            if os.path.isdir(os.path.join(root, d))
+        }
+        split_files = {
+            s: os.path.join(root, f"{s}.txt") for s in SPLIT_FOLDERS if os.path.isfile(os.path.join(root, f"{s}.txt"))
+        }
         if split_dirs and split_file is None:
             self.layout = "split folders"
             found = sorted({c for d in split_dirs.values() for c in _subfolders(d)})
@@ -151,17 +175,16 @@ class VideoFolderSource(Source):
             elif split in split_dirs:
                 tops = [split_dirs[split]]
             else:
-                raise DataError(
-                    f"{root}: no '{split}' folder (split folders found: {sorted(split_dirs)})")
-            candidates = [(f, c) for top in tops for c in _subfolders(top)
-                          for f in _files_under(os.path.join(top, c))]
+                raise DataError(f"{root}: no '{split}' folder (split folders found: {sorted(split_dirs)})")
+            candidates = [(f, c) for top in tops for c in _subfolders(top) for f in _files_under(os.path.join(top, c))]
         elif split_file is not None or split_files:
             self.layout = "split files"
             self.class_names = _check_classes(root, _subfolders(root), class_names)
             if split_file is None and split not in split_files:
                 raise DataError(
                     f"{root}: no split file '{split}.txt' (found: "
-                    f"{sorted(os.path.basename(f) for f in split_files.values())})")
+                    f"{sorted(os.path.basename(f) for f in split_files.values())})"
+                )
             candidates = self._read_split_file(split_file or split_files[split])
         else:
             self.layout = "class folders"
@@ -198,8 +221,7 @@ class VideoFolderSource(Source):
                 rel = line if os.path.exists(os.path.join(self.path, line)) else line.split()[0]
                 parts = os.path.normpath(rel).split(os.sep)
                 if len(parts) < 2 or parts[0] not in self.class_names:
-                    self.skipped.add(f"{list_path}:{lineno}",
-                                     f"'{rel}' is not inside a class folder of {self.path}")
+                    self.skipped.add(f"{list_path}:{lineno}", f"'{rel}' is not inside a class folder of {self.path}")
                     continue
                 candidates.append((os.path.join(self.path, rel), parts[0]))
         return candidates
@@ -233,18 +255,15 @@ class VideoFolderSource(Source):
         return empty, False
 
     def clips(self, sampling, seed=None):
-        ds = tf.data.Dataset.from_tensor_slices(
-            (tf.constant(self.files), tf.constant(self.labels, tf.int32)))
+        ds = tf.data.Dataset.from_tensor_slices((tf.constant(self.files), tf.constant(self.labels, tf.int32)))
         if seed is not None:
             ds = ds.shuffle(len(self.files), seed=seed, reshuffle_each_iteration=True)
         ds = add_noise(ds, sampling, seed)
 
         def load(path, label, noise):
-            frames, ok = tf.numpy_function(
-                lambda p, u: self._load(sampling, p, u), [path, noise], [tf.uint8, tf.bool])
+            frames, ok = tf.numpy_function(lambda p, u: self._load(sampling, p, u), [path, noise], [tf.uint8, tf.bool])
             shape = tf.shape(frames)
-            frames = tf.reshape(frames, [sampling.clips, sampling.num_segments,
-                                         shape[1], shape[2], 3])
+            frames = tf.reshape(frames, [sampling.clips, sampling.num_segments, shape[1], shape[2], 3])
             return frames, label, tf.ensure_shape(ok, [])
 
         return drop_bad(ds.map(load, num_parallel_calls=AUTOTUNE))
@@ -259,15 +278,25 @@ class FrameListSource(Source):
     label outside the class list is an error (the list and the class list disagree).
     """
 
-    def __init__(self, path, split="train", *, class_names=None, frame_template="img_{:05d}.jpg",
-                 start_index=1, frames_root=None, labels_file=None):
+    def __init__(
+        self,
+        path,
+        split="train",
+        *,
+        class_names=None,
+        frame_template="img_{:05d}.jpg",
+        start_index=1,
+        frames_root=None,
+        labels_file=None,
+    ):
         super().__init__(path, split, [])
         try:
             frame_template.format(start_index)
         except (IndexError, KeyError, ValueError) as e:
             raise ValueError(
                 f"`frame_template` must format one integer, like 'img_{{:05d}}.jpg'. "
-                f"Received: frame_template={frame_template!r} ({e})") from None
+                f"Received: frame_template={frame_template!r} ({e})"
+            ) from None
         self.frame_template = frame_template
         self.start_index = start_index
         self.frames_root = frames_root or os.path.dirname(os.path.abspath(self.path))
@@ -286,7 +315,8 @@ class FrameListSource(Source):
             if not 0 <= label < len(self.class_names):
                 raise DataError(
                     f"{self.path}: label {label} of '{d}' is outside the class list "
-                    f"({len(self.class_names)} classes): the list and the class names disagree")
+                    f"({len(self.class_names)} classes): the list and the class names disagree"
+                )
             self.dirs.append(d)
             self.frame_counts.append(n)
             self.labels.append(label)
@@ -349,12 +379,10 @@ class FrameListSource(Source):
             path = self.frame_path(folder, i)
             image = cv2.imread(path, cv2.IMREAD_COLOR) if os.path.isfile(path) else None
             if image is None:
-                raise video.UnreadableError(
-                    f"missing or unreadable frame {os.path.basename(path)}")
+                raise video.UnreadableError(f"missing or unreadable frame {os.path.basename(path)}")
             image = video.fit_short_side(video.to_rgb(image), short_side, upscale=True)
             if first is not None and image.shape != first.shape:
-                raise video.UnreadableError(
-                    f"frame {os.path.basename(path)} differs in size from the first frame")
+                raise video.UnreadableError(f"frame {os.path.basename(path)} differs in size from the first frame")
             first = image if first is None else first
             frames.append(image)
         return np.stack(frames)
@@ -386,9 +414,9 @@ class FrameListSource(Source):
         return np.array(blobs, dtype=object), names, True
 
     def clips(self, sampling, seed=None):
-        ds = tf.data.Dataset.from_tensor_slices((
-            tf.constant(self.dirs), tf.constant(self.frame_counts, tf.int64),
-            tf.constant(self.labels, tf.int32)))
+        ds = tf.data.Dataset.from_tensor_slices(
+            (tf.constant(self.dirs), tf.constant(self.frame_counts, tf.int64), tf.constant(self.labels, tf.int32))
+        )
         if seed is not None:
             ds = ds.shuffle(len(self.dirs), seed=seed, reshuffle_each_iteration=True)
         ds = add_noise(ds, sampling, seed)
@@ -401,18 +429,17 @@ class FrameListSource(Source):
         def load(folder, num_frames, label, noise):
             idx = sampling.indices_tf(num_frames, noise)
             unique, pos = tf.unique(tf.reshape(idx, [-1]))
-            jpegs, names, read_ok = tf.numpy_function(
-                self._read, [folder, unique], [tf.string, tf.string, tf.bool])
+            jpegs, names, read_ok = tf.numpy_function(self._read, [folder, unique], [tf.string, tf.string, tf.bool])
             jpegs = tf.ensure_shape(jpegs, [None])
             names = tf.ensure_shape(names, [None])
             frames, ok = tf.cond(
                 tf.ensure_shape(read_ok, []),
                 lambda: decode(folder, jpegs, names),
-                lambda: (tf.zeros([tf.size(unique), 1, 1, 3], tf.uint8), tf.constant(False)))
+                lambda: (tf.zeros([tf.size(unique), 1, 1, 3], tf.uint8), tf.constant(False)),
+            )
             frames = tf.gather(frames, pos)
             shape = tf.shape(frames)
-            frames = tf.reshape(frames, [sampling.clips, sampling.num_segments,
-                                         shape[1], shape[2], 3])
+            frames = tf.reshape(frames, [sampling.clips, sampling.num_segments, shape[1], shape[2], 3])
             return frames, label, ok
 
         return drop_bad(ds.map(load, num_parallel_calls=AUTOTUNE))

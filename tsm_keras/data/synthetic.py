@@ -276,8 +276,7 @@ def _is_complete(root, spec):
     if not marker.is_file():
         if root.exists() and not (root.is_dir() and not any(root.iterdir())):  # empty: ours to fill
             raise FileExistsError(
-                f"{root} exists but is not a complete {NAME} data set (no {_MARKER}); "
-                "delete it or pass another `root`."
+                f"{root} exists but is not a complete {NAME} data set (no {_MARKER}); delete it or pass another `root`."
             )
         return False
     made = json.loads(marker.read_text())
@@ -298,7 +297,7 @@ def _remove_dead_partials(root):
     """Remove this host's temporary folders for `root` whose process is gone (a killed run)."""
     prefix = f".{root.name}.partial-{_host()}-"
     for partial in root.parent.glob(f"{prefix}*"):
-        pid = partial.name[len(prefix):]
+        pid = partial.name[len(prefix) :]
         if pid.isdigit() and not _process_alive(int(pid)):
             shutil.rmtree(partial, ignore_errors=True)
 
@@ -447,8 +446,20 @@ _SHAPES = {
     "square": _polygon(np.deg2rad([45, 135, 225, 315]), 1.0),
     "star": _polygon(np.linspace(0, 2 * np.pi, 11)[:-1] - np.pi / 2, np.tile([1.0, 0.45], 5)),
     "cross": np.array(
-        [[1, 0.35], [0.35, 0.35], [0.35, 1], [-0.35, 1], [-0.35, 0.35], [-1, 0.35],
-         [-1, -0.35], [-0.35, -0.35], [-0.35, -1], [0.35, -1], [0.35, -0.35], [1, -0.35]]
+        [
+            [1, 0.35],
+            [0.35, 0.35],
+            [0.35, 1],
+            [-0.35, 1],
+            [-0.35, 0.35],
+            [-1, 0.35],
+            [-1, -0.35],
+            [-0.35, -0.35],
+            [-0.35, -1],
+            [0.35, -1],
+            [0.35, -0.35],
+            [1, -0.35],
+        ]
     ),
     # A disc with a 70-degree wedge cut out: round, yet its rotation shows.
     "pie": np.concatenate([[[0.0, 0.0]], _polygon(np.linspace(np.deg2rad(35), np.deg2rad(325), 30), 1.0)]),

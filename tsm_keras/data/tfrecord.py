@@ -27,8 +27,8 @@ from tqdm import tqdm
 
 from tsm_keras.data.base import DataError, Source, add_noise
 from tsm_keras.data.labels import write_labels
-from tsm_keras.files import atomic_write
 from tsm_keras.data.video import UnreadableError
+from tsm_keras.files import atomic_write
 
 MANIFEST = "manifest.json"
 FORMAT = "tsm-keras-tfrecord"
@@ -45,8 +45,9 @@ def encode_example(frames, label, name, quality=90):
     """A serialized tf.train.Example of one video: RGB uint8 frames (N, H, W, 3) as JPEGs."""
     jpegs = []
     for frame in frames:
-        ok, data = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
-                                [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        ok, data = cv2.imencode(
+            ".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+        )
         if not ok:
             raise UnreadableError("JPEG encoding failed")
         jpegs.append(data.tobytes())
@@ -83,7 +84,8 @@ class TFRecordSource(Source):
         if manifest is None:
             raise DataError(
                 f"{self.path}: no readable {MANIFEST}: prepare.py has not finished writing this "
-                "folder; run it again with the same arguments to resume")
+                "folder; run it again with the same arguments to resume"
+            )
         if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
             raise DataError(f"{self.path}: {MANIFEST} is not a {FORMAT} v{VERSION} manifest")
         self.manifest = manifest
@@ -93,7 +95,8 @@ class TFRecordSource(Source):
         if class_names is not None and list(class_names) != self.class_names:
             raise DataError(
                 f"{self.path}: its classes differ from the given class list "
-                f"({len(self.class_names)} vs {len(class_names)} classes)")
+                f"({len(self.class_names)} vs {len(class_names)} classes)"
+            )
         splits = manifest["splits"]
         names = sorted(splits) if split == "all" else [split]
         if split != "all" and split not in splits:
@@ -119,8 +122,12 @@ class TFRecordSource(Source):
         ds = tf.data.Dataset.from_tensor_slices(self.shards)
         if seed is not None:
             ds = ds.shuffle(len(self.shards), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(self.shards)),
-                           num_parallel_calls=AUTOTUNE, deterministic=True)
+        ds = ds.interleave(
+            tf.data.TFRecordDataset,
+            cycle_length=min(8, len(self.shards)),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=True,
+        )
         ds = add_noise(ds, sampling, seed)
 
         def select(serialized, noise):
@@ -135,18 +142,19 @@ class TFRecordSource(Source):
             # and TFRecord checksums catch damage on disk (a DataLossError naming no
             # clip: a damaged shard is a structural problem). The never-raising decoder
             # of the frame-folder source costs 50% more here.
-            frames = tf.map_fn(lambda b: tf.io.decode_jpeg(b, channels=3), jpegs,
-                               fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+            frames = tf.map_fn(
+                lambda b: tf.io.decode_jpeg(b, channels=3),
+                jpegs,
+                fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
+            )
             frames = tf.gather(frames, pos)
             shape = tf.shape(frames)
-            frames = tf.reshape(frames, [sampling.clips, sampling.num_segments,
-                                         shape[1], shape[2], 3])
+            frames = tf.reshape(frames, [sampling.clips, sampling.num_segments, shape[1], shape[2], 3])
             return frames, label
 
         ds = ds.map(select, num_parallel_calls=AUTOTUNE)
         if seed is not None:
-            ds = ds.shuffle(max(1, min(self._num, self.shuffle_buffer)), seed=seed,
-                            reshuffle_each_iteration=True)
+            ds = ds.shuffle(max(1, min(self._num, self.shuffle_buffer)), seed=seed, reshuffle_each_iteration=True)
         return ds.map(decode, num_parallel_calls=AUTOTUNE)
 
 
@@ -162,8 +170,12 @@ def _done_shards(out_dir, split, num_items):
         name = _shard_name(split, len(done))
         meta = _read_json(os.path.join(out_dir, name + ".json"))
         file = os.path.join(out_dir, name + ".tfrecord")
-        if (meta is None or not os.path.isfile(file) or os.path.getsize(file) != meta.get("bytes")
-                or consumed + meta.get("consumed", 0) > num_items):
+        if (
+            meta is None
+            or not os.path.isfile(file)
+            or os.path.getsize(file) != meta.get("bytes")
+            or consumed + meta.get("consumed", 0) > num_items
+        ):
             return done
         consumed += meta["consumed"]
         done.append(meta)
@@ -173,7 +185,7 @@ def _remove_after(out_dir, split, keep):
     """Deletes temporary files and shards numbered `keep` or more: leftovers of a killed run."""
     prefix = os.path.join(out_dir, f"{split}-")
     for path in glob.glob(glob.escape(prefix) + "*"):
-        stem = os.path.basename(path)[len(split) + 1:].split(".")[0]
+        stem = os.path.basename(path)[len(split) + 1 :].split(".")[0]
         if path.endswith(".tmp") or ".tmp-" in path or (stem.isdigit() and int(stem) >= keep):
             os.remove(path)
 
@@ -209,9 +221,14 @@ class _ShardWriter:
             os.fsync(f.fileno())
         final = os.path.join(self.out_dir, self.name + ".tfrecord")
         os.replace(self.tmp, final)
-        meta = {"file": self.name + ".tfrecord", "bytes": os.path.getsize(final),
-                "num_clips": self.num_clips, "consumed": self.consumed,
-                "per_class": dict(self.per_class), "skipped": self.skipped}
+        meta = {
+            "file": self.name + ".tfrecord",
+            "bytes": os.path.getsize(final),
+            "num_clips": self.num_clips,
+            "consumed": self.consumed,
+            "per_class": dict(self.per_class),
+            "skipped": self.skipped,
+        }
         _write_json(os.path.join(self.out_dir, self.name + ".json"), meta)
         return meta
 
@@ -240,25 +257,31 @@ def _ordered(executor, fn, items, ahead):
 def _plan(source, out_dir, split, short_side, quality, shard_mb, seed):
     """What a split's conversion will write; raises if out_dir holds another plan for it."""
     names = source.names
-    plan = {"source": os.path.abspath(source.path), "class_names": source.class_names,
-            "settings": {"short_side": short_side, "jpeg_quality": quality,
-                         "shard_mb": shard_mb, "seed": seed},
-            "items": [names[i] for i in np.random.RandomState(seed).permutation(len(names))]}
+    plan = {
+        "source": os.path.abspath(source.path),
+        "class_names": source.class_names,
+        "settings": {"short_side": short_side, "jpeg_quality": quality, "shard_mb": shard_mb, "seed": seed},
+        "items": [names[i] for i in np.random.RandomState(seed).permutation(len(names))],
+    }
     plan_path = os.path.join(out_dir, f"{split}.plan.json")
     old = _read_json(plan_path)
     if old is not None and old != plan:
         raise DataError(
             f"{out_dir}: split '{split}' was started from another source or with other "
-            f"settings ({plan_path}); delete the folder or write to a new one")
+            f"settings ({plan_path}); delete the folder or write to a new one"
+        )
     return plan
 
 
-def write_split(source, out_dir, split, *, short_side=256, quality=90, shard_mb=128,
-                workers=None, seed=0, progress=True):
+def write_split(
+    source, out_dir, split, *, short_side=256, quality=90, shard_mb=128, workers=None, seed=0, progress=True
+):
     """Writes (or resumes writing) the shards of one split; returns its manifest entry."""
     plan = _plan(source, out_dir, split, short_side, quality, shard_mb, seed)
-    listed = [{"file": _relative(file, source.path), "reason": reason}  # not even a sample
-              for file, reason in source.skipped.events()]
+    listed = [
+        {"file": _relative(file, source.path), "reason": reason}  # not even a sample
+        for file, reason in source.skipped.events()
+    ]
     names = source.names
     order = np.random.RandomState(seed).permutation(len(names)).tolist()
     plan_path = os.path.join(out_dir, f"{split}.plan.json")
@@ -268,15 +291,16 @@ def write_split(source, out_dir, split, *, short_side=256, quality=90, shard_mb=
     done = _done_shards(out_dir, split, len(order))
     _remove_after(out_dir, split, len(done))
     start = sum(meta["consumed"] for meta in done)
-    limit = int(shard_mb * 2 ** 20)
+    limit = int(shard_mb * 2**20)
     workers = workers or os.cpu_count() or 1
     todo = [(source, i, source.labels[i], names[i], short_side, quality) for i in order[start:]]
     bar = tqdm(total=len(order), initial=start, desc=f"{split}", unit="video", disable=not progress)
     shard = None
     try:
         with concurrent.futures.ThreadPoolExecutor(workers) as executor:
-            for (_, i, label, name, _, _), (record, reason) in zip(
-                    todo, _ordered(executor, _encode, todo, 2 * workers)):
+            for (_, _, label, name, _, _), (record, reason) in zip(
+                todo, _ordered(executor, _encode, todo, 2 * workers)
+            ):
                 if shard is None:
                     shard = _ShardWriter(out_dir, split, len(done))
                 if record is None:
@@ -288,8 +312,7 @@ def write_split(source, out_dir, split, *, short_side=256, quality=90, shard_mb=
                         shard = _ShardWriter(out_dir, split, len(done))
                     shard.write(record, source.class_names[label])
                 bar.update(1)
-                bar.set_postfix(shards=len(done) + 1, skipped=sum(
-                    len(m["skipped"]) for m in done) + len(shard.skipped))
+                bar.set_postfix(shards=len(done) + 1, skipped=sum(len(m["skipped"]) for m in done) + len(shard.skipped))
             if shard is not None:
                 done.append(shard.close())
                 shard = None
@@ -306,8 +329,7 @@ def write_split(source, out_dir, split, *, short_side=256, quality=90, shard_mb=
         "settings": plan["settings"],
         "num_clips": sum(meta["num_clips"] for meta in done),
         "per_class": {c: per_class.get(c, 0) for c in source.class_names},
-        "shards": [{"file": m["file"], "num_clips": m["num_clips"], "bytes": m["bytes"]}
-                   for m in done],
+        "shards": [{"file": m["file"], "num_clips": m["num_clips"], "bytes": m["bytes"]} for m in done],
         "skipped": listed + [s for meta in done for s in meta["skipped"]],
     }
 
@@ -341,8 +363,7 @@ def write_tfrecords(sources, out_dir, **options):
             raise DataError(f"{source.path}: its classes differ from the other splits'")
         class_names = source.class_names
     os.makedirs(out_dir, exist_ok=True)
-    settings = {k: options.get(k, d) for k, d in (
-        ("short_side", 256), ("quality", 90), ("shard_mb", 128), ("seed", 0))}
+    settings = {k: options.get(k, d) for k, d in (("short_side", 256), ("quality", 90), ("shard_mb", 128), ("seed", 0))}
     for split, source in sources.items():
         _plan(source, out_dir, split, **settings)  # refuse before touching anything
     manifest_path = os.path.join(out_dir, MANIFEST)
@@ -352,8 +373,7 @@ def write_tfrecords(sources, out_dir, **options):
             raise DataError(f"{out_dir}: its other splits have different classes")
         manifest = None
     if manifest is None:
-        manifest = {"format": FORMAT, "version": VERSION, "class_names": class_names,
-                    "splits": {}}
+        manifest = {"format": FORMAT, "version": VERSION, "class_names": class_names, "splits": {}}
     if os.path.exists(manifest_path):
         os.remove(manifest_path)  # shards may change now: readers must wait for the new one
     for split, source in sources.items():

@@ -19,9 +19,28 @@ import threading
 import cv2
 import numpy as np
 
-VIDEO_EXTENSIONS = frozenset((
-    ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv",
-    ".3gp", ".ogv", ".ts", ".mts", ".m2ts", ".vob", ".asf", ".divx"))
+VIDEO_EXTENSIONS = frozenset(
+    (
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".avi",
+        ".mkv",
+        ".webm",
+        ".mpg",
+        ".mpeg",
+        ".wmv",
+        ".flv",
+        ".3gp",
+        ".ogv",
+        ".ts",
+        ".mts",
+        ".m2ts",
+        ".vob",
+        ".asf",
+        ".divx",
+    )
+)
 
 
 class UnreadableError(Exception):

@@ -64,8 +64,9 @@ def benchmark(model, threads=None, signature=None, warmup=5, repeats=30, seed=0)
     names = [signature] if signature else sorted(signatures)
     unknown = [n for n in names if n not in signatures]
     if unknown:
-        raise ValueError(f"{model if isinstance(model, str) else 'model'}: no signature {unknown[0]!r}; "
-                         f"it has {sorted(signatures)}")
+        raise ValueError(
+            f"{model if isinstance(model, str) else 'model'}: no signature {unknown[0]!r}; it has {sorted(signatures)}"
+        )
     rng = np.random.default_rng(seed)
     results = {}
     for name in names:
@@ -105,8 +106,7 @@ def benchmark_model_flags(model):
         return [f"--signature_to_run_for={STEP}"]
     if kind != STREAM_STATE:
         return []
-    details = sorted(litert.get_signature_runner(STEP).get_input_details().items(),
-                     key=lambda item: item[1]["index"])
+    details = sorted(litert.get_signature_runner(STEP).get_input_details().items(), key=lambda item: item[1]["index"])
     tensors = {d["index"]: d["name"] for d in litert.get_input_details()}
     names = [tensors[d["index"]] for _, d in details]
     shapes = [",".join(str(int(v)) for v in d["shape"]) for _, d in details]

@@ -90,4 +90,3 @@ def representative(kind, clips, stream=None, limit=None, pin_range=True):
         raise ValueError(f"unknown model kind {kind!r}")
 
     return samples
-

@@ -16,8 +16,9 @@ def validation_pairs(path, num_segments, input_size, class_names=None, split="va
     """`(clip, label)` pairs of a data set through the evaluation pipeline: one clip, centre
     crop, every video once in file order. Clips are `(T, H, W, 3)` raw RGB."""
     source = open_source(path, split=split, class_names=class_names)
-    dataset = make_eval_dataset(source, num_segments=num_segments, input_size=input_size,
-                                batch_size=8, clips=1, crops=1)
+    dataset = make_eval_dataset(
+        source, num_segments=num_segments, input_size=input_size, batch_size=8, clips=1, crops=1
+    )
     for clips, labels in dataset:
         for views, label in zip(np.asarray(clips), np.asarray(labels)):
             yield views[0], int(label)

@@ -208,9 +208,18 @@ def convert_run(
         for stale in folder.glob(f"*_{precision}.tflite"):
             stale.unlink()
     num_segments, size = int(model.input_shape[1]), int(model.input_shape[2])
-    report = {"run_dir": str(run.path), "model": run.model_config, "class_names": run.class_names,
-              "num_segments": num_segments, "input_size": size,
-              "files": {}, "verification": {}, "int8": {}, "accuracy": {}, "latency": {}}
+    report = {
+        "run_dir": str(run.path),
+        "model": run.model_config,
+        "class_names": run.class_names,
+        "num_segments": num_segments,
+        "input_size": size,
+        "files": {},
+        "verification": {},
+        "int8": {},
+        "accuracy": {},
+        "latency": {},
+    }
     stream_model, report["streaming"] = _streaming_model(model, streaming, log)
     kinds = [CLIP] + ([STREAM_STATE, STREAM] if stream_model is not None else [])
     check = verification_clips(num_segments, size)
@@ -228,9 +237,11 @@ def convert_run(
     if validation is not None:
         val_clips, val_labels = _materialize(validation, validation_limit)
         float_logits = predict_clips(ClipRunner(output.written[(CLIP, FLOAT32)]), val_clips)
-        report["accuracy"].update(note="top-1 in %, 1 clip x 1 centre crop per video; a streaming model: T "
-                                  "frames from reset, mean logits", clip_float32=top1(float_logits, val_labels),
-                                  validation_clips=len(val_clips))
+        report["accuracy"].update(
+            note="top-1 in %, 1 clip x 1 centre crop per video; a streaming model: T frames from reset, mean logits",
+            clip_float32=top1(float_logits, val_labels),
+            validation_clips=len(val_clips),
+        )
         log(f"float32 top-1 {report['accuracy']['clip_float32']:.2f} on {len(val_clips)} validation clips")
 
     int8 = None
@@ -253,8 +264,10 @@ def convert_run(
     write_json(folder / REPORT_FILE, report, default=_json_default)
     log(f"wrote {folder / REPORT_FILE}")
     if not report["int8"].get("written", True):
-        raise Int8AccuracyError("int8 models not written: " + "; ".join(int8.problems) + " (max allowed drop "
-                                f"{max_int8_drop} points; use --force to write them anyway)")
+        raise Int8AccuracyError(
+            "int8 models not written: " + "; ".join(int8.problems) + " (max allowed drop "
+            f"{max_int8_drop} points; use --force to write them anyway)"
+        )
     return report
 
 
@@ -268,8 +281,10 @@ def _streaming_model(model, streaming, log):
         log(f"streaming models refused: {error}")
         return None, {"refused": str(error)}
     specs = state_specs(stream_model)
-    return stream_model, {"states": [{"name": s.name, "shape": [1, *s.shape], "values": s.size} for s in specs],
-                          "state_values": int(sum(s.size for s in specs))}
+    return stream_model, {
+        "states": [{"name": s.name, "shape": [1, *s.shape], "values": s.size} for s in specs],
+        "state_values": int(sum(s.size for s in specs)),
+    }
 
 
 def _float_models(model, stream_model, precision, check):
@@ -283,7 +298,9 @@ def _float_models(model, stream_model, precision, check):
     check_builtin_operators(runner)
     tolerance = FLOAT_TOLERANCE if precision == FLOAT32 else None
     verification[file_name(CLIP, precision)] = {
-        "max_abs_difference_vs_keras": clip_vs_keras(runner, model, check, tolerance), "clips": len(check)}
+        "max_abs_difference_vs_keras": clip_vs_keras(runner, model, check, tolerance),
+        "clips": len(check),
+    }
     if stream_model is not None:
         clip_logits = np.stack([runner(c) for c in check])
         contents[STREAM_STATE] = convert(stream_model, STREAM_STATE, precision)
@@ -312,10 +329,12 @@ def _int8_models(model, stream_model, calibration_clips, limit, check):
     check_builtin_operators(clip_runner)
     clip_logits = np.stack([clip_runner(c) for c in check])
     keras_logits = np.asarray(model.predict_on_batch(check))
-    verification = {file_name(CLIP, INT8): {
-        "max_abs_difference_vs_keras": float(np.max(np.abs(clip_logits - keras_logits))),
-        "keras_logit_range": float(np.ptp(keras_logits)),
-    }}
+    verification = {
+        file_name(CLIP, INT8): {
+            "max_abs_difference_vs_keras": float(np.max(np.abs(clip_logits - keras_logits))),
+            "keras_logit_range": float(np.ptp(keras_logits)),
+        }
+    }
     for kind in contents:
         if kind != CLIP:
             # int8 streaming vs int8 clip: two calibrations, so not equal; reset must be exact.
@@ -324,8 +343,10 @@ def _int8_models(model, stream_model, calibration_clips, limit, check):
         found = concatenation_scales(runner)
         verification[file_name(kind, INT8)]["concatenation_scales"] = found
         if found["mismatched"]:
-            raise VerificationError(f"{file_name(kind, INT8)}: int8 CONCATENATION with inputs of another "
-                                    f"scale than its output: {found['mismatched']}")
+            raise VerificationError(
+                f"{file_name(kind, INT8)}: int8 CONCATENATION with inputs of another "
+                f"scale than its output: {found['mismatched']}"
+            )
     return Int8Result(contents, verification)
 
 
@@ -340,15 +361,20 @@ def _int8_gate(int8, val_clips, val_labels, float_logits, max_drop, log):
         logits = predict_clips((ClipRunner if kind == CLIP else StreamRunner)(content), val_clips)
         name = f"{kind}_{INT8}"
         accuracy = top1(logits, val_labels)
-        int8.accuracy.update({
-            name: accuracy,
-            f"{name}_drop_points": reference - accuracy,
-            f"{name}_agreement_with_float": float(np.mean(np.argmax(logits, 1) == np.argmax(float_logits, 1)) * 100),
-        })
+        int8.accuracy.update(
+            {
+                name: accuracy,
+                f"{name}_drop_points": reference - accuracy,
+                f"{name}_agreement_with_float": float(
+                    np.mean(np.argmax(logits, 1) == np.argmax(float_logits, 1)) * 100
+                ),
+            }
+        )
         log(f"int8 {kind} top-1 {accuracy:.2f} (float {reference:.2f})")
         if reference - accuracy > max_drop:
-            int8.problems.append(f"{name} top-1 {accuracy:.2f} is {reference - accuracy:.2f} points below float "
-                                 f"{reference:.2f}")
+            int8.problems.append(
+                f"{name} top-1 {accuracy:.2f} is {reference - accuracy:.2f} points below float {reference:.2f}"
+            )
 
 
 def _latency(written, threads, repeats, num_segments):
@@ -370,8 +396,10 @@ def _verify_int8_streaming(kind, content, clip_logits, check):
     check_builtin_operators(runner)
     result = streaming_vs_clip(runner, clip_logits, check, tolerance=None)
     if result["reset_max_abs_difference"] != 0.0:
-        raise VerificationError(f"{runner.name}: reset does not restore the first pass "
-                                f"(difference {result['reset_max_abs_difference']:.3g})")
+        raise VerificationError(
+            f"{runner.name}: reset does not restore the first pass "
+            f"(difference {result['reset_max_abs_difference']:.3g})"
+        )
     if kind == STREAM_STATE:
         result["state_quantization"] = state_quantization(runner)
     else:

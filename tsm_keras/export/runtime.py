@@ -137,8 +137,11 @@ class StreamRunner(_Runner):
     def __init__(self, model, threads=None, name=None):
         super().__init__(model, threads, name)
         if self.kind == CLIP:
-            shape = list(self.interpreter.get_signature_runner(next(iter(self.signatures)))
-                         .get_input_details()[CLIP_INPUT]["shape"])
+            shape = list(
+                self.interpreter.get_signature_runner(next(iter(self.signatures))).get_input_details()[CLIP_INPUT][
+                    "shape"
+                ]
+            )
             raise ModelKindError(
                 f"{self.name}: a clip model (input 'clip' {shape}), not a streaming model; "
                 "pass a stream_*.tflite or stream_state_*.tflite written by tflite/convert.py"
@@ -180,4 +183,3 @@ def open_model(model, threads=None):
     kind = kind_of(interpreter(content).get_signature_list(), name)
     runner = ClipRunner if kind == CLIP else StreamRunner
     return runner(content, threads, name)
-

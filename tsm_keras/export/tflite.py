@@ -37,6 +37,7 @@ from tsm_keras.export.kinds import (
 from tsm_keras.export.variables import with_resource_variables
 from tsm_keras.streaming import FRAME, LOGITS, state_specs
 
+
 def frozen_call(model):
     """`f(inputs) -> outputs` of a Keras model with its weights as graph constants.
 

@@ -30,9 +30,13 @@ from tsm_keras.export.kinds import DONE, RESET, STEP
 from tsm_keras.streaming import FRAME, LOGITS
 
 _MIN_RUNTIME = b"2.6.0"  # resource variables and CALL_ONCE (what the converter records for them)
-_NUMPY_TYPES = {schema.TensorType.FLOAT32: np.float32, schema.TensorType.INT8: np.int8,
-                schema.TensorType.UINT8: np.uint8, schema.TensorType.FLOAT16: np.float16,
-                schema.TensorType.INT16: np.int16}
+_NUMPY_TYPES = {
+    schema.TensorType.FLOAT32: np.float32,
+    schema.TensorType.INT8: np.int8,
+    schema.TensorType.UINT8: np.uint8,
+    schema.TensorType.FLOAT16: np.float16,
+    schema.TensorType.INT16: np.int16,
+}
 
 
 def _text(value):
@@ -120,8 +124,11 @@ def with_resource_variables(content):
     zeros = {}
     for name in names:
         source, target = graph.tensors[inputs[name].tensorIndex], graph.tensors[outputs[name].tensorIndex]
-        if (list(source.shape) != list(target.shape) or source.type != target.type
-                or not _same_quantization(source, target)):
+        if (
+            list(source.shape) != list(target.shape)
+            or source.type != target.type
+            or not _same_quantization(source, target)
+        ):
             raise ValueError(f"buffer '{name}' differs between input and output (shape, type or quantization)")
         if source.type not in _NUMPY_TYPES:
             raise ValueError(f"buffer '{name}' has an unsupported tensor type {source.type}")
@@ -132,8 +139,7 @@ def with_resource_variables(content):
         options = schema.VarHandleOptionsT()
         options.container, options.sharedName = b"", name.encode()
         tensor = _tensor(subgraph, f"{name}/{suffix}", [], schema.TensorType.RESOURCE)
-        subgraph.operators.append(
-            _operator(var_handle, [], [tensor], schema.BuiltinOptions.VarHandleOptions, options))
+        subgraph.operators.append(_operator(var_handle, [], [tensor], schema.BuiltinOptions.VarHandleOptions, options))
         return tensor
 
     def assign_zeros(subgraph, suffix):
@@ -155,7 +161,13 @@ def with_resource_variables(content):
     init_index = len(tree.subgraphs) - 1
 
     reset = schema.SubGraphT()
-    reset.name, reset.tensors, reset.operators, reset.inputs, reset.outputs = RESET.encode(), [], [once(init_index)], [], []
+    reset.name, reset.tensors, reset.operators, reset.inputs, reset.outputs = (
+        RESET.encode(),
+        [],
+        [once(init_index)],
+        [],
+        [],
+    )
     assign_zeros(reset, "reset")
     done = _tensor(reset, DONE, [1], schema.TensorType.INT32, _buffer(tree, np.ones(1, np.int32)))
     reset.outputs = [done]

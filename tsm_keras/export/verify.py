@@ -8,8 +8,8 @@ on them.
 import numpy as np
 from ai_edge_litert.tools import flatbuffer_utils
 
-from tsm_keras.export.runtime import ClipRunner, StreamRunner, non_builtin_operators, operators, quantization
 from tsm_keras.export.kinds import STREAM, STREAM_STATE
+from tsm_keras.export.runtime import ClipRunner, StreamRunner, non_builtin_operators, operators, quantization
 
 FLOAT_TOLERANCE = 1e-4
 
@@ -43,9 +43,7 @@ def clip_vs_keras(runner, model, clips, tolerance=FLOAT_TOLERANCE):
     got = np.stack([runner(clip) for clip in clips])
     difference = float(np.max(np.abs(got - expected)))
     if tolerance is not None and difference > tolerance:
-        raise VerificationError(
-            f"{runner.name}: clip logits differ from Keras by {difference:.3g} > {tolerance:g}"
-        )
+        raise VerificationError(f"{runner.name}: clip logits differ from Keras by {difference:.3g} > {tolerance:g}")
     return difference
 
 
@@ -96,8 +94,11 @@ def state_quantization(runner):
     found = {}
     for name, detail in runner.state_details.items():
         out = outputs[name]
-        found[name] = {"input": quantization(detail), "output": quantization(out),
-                       "dtype": np.dtype(detail["dtype"]).name}
+        found[name] = {
+            "input": quantization(detail),
+            "output": quantization(out),
+            "dtype": np.dtype(detail["dtype"]).name,
+        }
         if detail["dtype"] != out["dtype"] or quantization(detail) != quantization(out):
             raise VerificationError(
                 f"{runner.name}: buffer '{name}' goes in as {np.dtype(detail['dtype']).name} "

@@ -6,9 +6,7 @@ import keras
 def check_num_segments(num_segments, minimum=1):
     """`num_segments` (frames per clip, T) if it is an integer >= `minimum`, else ValueError."""
     if not isinstance(num_segments, int) or isinstance(num_segments, bool) or num_segments < minimum:
-        raise ValueError(
-            f"`num_segments` must be an integer >= {minimum}. Received: num_segments={num_segments!r}"
-        )
+        raise ValueError(f"`num_segments` must be an integer >= {minimum}. Received: num_segments={num_segments!r}")
     return num_segments
 
 

@@ -116,13 +116,9 @@ class TemporalAggregation(TemporalLayer):
                 f"e.g. (-1, 0, 1) or (-1, 0). Received: offsets={offsets!r}"
             )
         if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"`activation` must be one of {ACTIVATIONS}. Received: activation={activation!r}"
-            )
+            raise ValueError(f"`activation` must be one of {ACTIVATIONS}. Received: activation={activation!r}")
         if initializer not in INITIALIZERS:
-            raise ValueError(
-                f"`initializer` must be one of {INITIALIZERS}. Received: initializer={initializer!r}"
-            )
+            raise ValueError(f"`initializer` must be one of {INITIALIZERS}. Received: initializer={initializer!r}")
         if not isinstance(shift_div, int) or shift_div < 2:
             raise ValueError(f"`shift_div` must be an integer >= 2. Received: shift_div={shift_div!r}")
         if initializer == "shift" and -1 not in offsets:
@@ -153,9 +149,7 @@ class TemporalAggregation(TemporalLayer):
             initial = aggregation_kernel(self.initializer, self.offsets, channels, self.shift_div)
             initializer = keras.initializers.Constant(initial)
         # One row per offset, in the order of `offsets`: kernel[i] weighs frame t + offsets[i].
-        self.kernel = self.add_weight(
-            name="kernel", shape=(len(self.offsets), channels), initializer=initializer
-        )
+        self.kernel = self.add_weight(name="kernel", shape=(len(self.offsets), channels), initializer=initializer)
 
     def _blend(self, frames):
         """`(N, r + n - 1, P, C)` zero-padded frames -> `(N, n, P, C)` blended, activated."""
@@ -192,18 +186,23 @@ class TemporalAggregation(TemporalLayer):
         # so streaming and offline give the same numbers.
         # One cached frame is the whole state: no slice (a STRIDED_SLICE per module in TFLite).
         cached = [state] if k == 1 else [state[..., i * channels : (i + 1) * channels] for i in range(k)]
-        window = ops.concatenate(
-            [ops.reshape(f, (-1, 1, height * width, channels)) for f in cached + [frame]], axis=1
-        )
+        window = ops.concatenate([ops.reshape(f, (-1, 1, height * width, channels)) for f in cached + [frame]], axis=1)
         output = ops.reshape(self._blend(window), (-1, height, width, channels))
         new_state = frame if k == 1 else ops.concatenate([state[..., channels:], frame], axis=-1)
         return output, new_state
 
     @property
     def _not_causal(self):
-        return (f"offsets={self.offsets} read later frames and cannot stream frame by frame. Use a causal "
-                "window such as (-1, 0) (temporal='tam-online').")
+        return (
+            f"offsets={self.offsets} read later frames and cannot stream frame by frame. Use a causal "
+            "window such as (-1, 0) (temporal='tam-online')."
+        )
 
     def get_config(self):
-        return {**super().get_config(), "offsets": list(self.offsets), "activation": self.activation,
-                "initializer": self.initializer, "shift_div": self.shift_div}
+        return {
+            **super().get_config(),
+            "offsets": list(self.offsets),
+            "activation": self.activation,
+            "initializer": self.initializer,
+            "shift_div": self.shift_div,
+        }

@@ -50,9 +50,7 @@ class TemporalShift(TemporalLayer):
     def __init__(self, num_segments, shift_div=8, mode=BIDIRECTIONAL, **kwargs):
         super().__init__(num_segments, **kwargs)
         if not isinstance(shift_div, int) or shift_div < 2:
-            raise ValueError(
-                f"`shift_div` must be an integer >= 2. Received: shift_div={shift_div!r}"
-            )
+            raise ValueError(f"`shift_div` must be an integer >= 2. Received: shift_div={shift_div!r}")
         if mode not in MODES:
             raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
         self.shift_div = shift_div
@@ -107,8 +105,10 @@ class TemporalShift(TemporalLayer):
 
     @property
     def _not_causal(self):
-        return ("a bidirectional shift reads the next frame and cannot stream frame by frame. Build the "
-                "model with the unidirectional (online) shift.")
+        return (
+            "a bidirectional shift reads the next frame and cannot stream frame by frame. Build the "
+            "model with the unidirectional (online) shift."
+        )
 
     def get_config(self):
         return {**super().get_config(), "shift_div": self.shift_div, "mode": self.mode}

@@ -58,10 +58,7 @@ class FrameNormalization(keras.layers.Layer):
         super().__init__(**kwargs)
         mean, std = [float(v) for v in mean], [float(v) for v in std]
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ValueError(
-                "`mean` and `std` must be three numbers (RGB), std > 0. "
-                f"Received: mean={mean}, std={std}"
-            )
+            raise ValueError(f"`mean` and `std` must be three numbers (RGB), std > 0. Received: mean={mean}, std={std}")
         self.mean, self.std, self.reverse_channels = mean, std, bool(reverse_channels)
 
     def call(self, frames):

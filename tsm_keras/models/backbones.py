@@ -47,9 +47,7 @@ class Backbone:
 
 
 def _mobilenet_v2(input_shape, weights, width):
-    return keras.applications.MobileNetV2(
-        input_shape=input_shape, alpha=width, include_top=False, weights=weights
-    )
+    return keras.applications.MobileNetV2(input_shape=input_shape, alpha=width, include_top=False, weights=weights)
 
 
 def _keras_resnet(constructor):

@@ -108,8 +108,9 @@ def build_video_classifier(
     preset = get_backbone(backbone)
     num_segments = preset.num_segments if num_segments is None else num_segments
     input_size = preset.input_size if input_size is None else input_size
-    _check_arguments(num_classes, backbone, preset, num_segments, input_size, temporal,
-                     shift_place, temporal_pool, dropout)
+    _check_arguments(
+        num_classes, backbone, preset, num_segments, input_size, temporal, shift_place, temporal_pool, dropout
+    )
 
     base = build_backbone(backbone, input_size, weights=weights, width=width)
     _set_batch_norm(base, partial_bn, bn_momentum, sync_batch_norm)
@@ -119,7 +120,7 @@ def build_video_classifier(
     if temporal_pool:
         pool_after[producer_of(base, preset.pool_before)] = TemporalMaxPool(num_segments, name="temporal_pool")
         names = [layer.name for layer in base.layers]  # in topological order
-        pooled_blocks = set(names[names.index(preset.pool_before):])
+        pooled_blocks = set(names[names.index(preset.pool_before) :])
     out_segments = num_segments // 2 if temporal_pool else num_segments
 
     make = TEMPORAL_MODULES[temporal] if isinstance(temporal, str) else temporal
@@ -158,15 +159,15 @@ def build_video_classifier(
     return keras.Model(clip, logits, name=name)
 
 
-def _check_arguments(num_classes, backbone, preset, num_segments, input_size, temporal,
-                     shift_place, temporal_pool, dropout):
+def _check_arguments(
+    num_classes, backbone, preset, num_segments, input_size, temporal, shift_place, temporal_pool, dropout
+):
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"`num_classes` must be an integer >= 1. Received: {num_classes!r}")
     check_num_segments(num_segments)
     if not isinstance(input_size, int) or input_size < preset.min_input_size:
         raise ValueError(
-            f"`input_size` must be an integer >= {preset.min_input_size} for {backbone!r}. "
-            f"Received: {input_size!r}"
+            f"`input_size` must be an integer >= {preset.min_input_size} for {backbone!r}. Received: {input_size!r}"
         )
     if not callable(temporal) and temporal not in TEMPORAL_MODULES:
         raise ValueError(f"`temporal` must be one of {sorted(TEMPORAL_MODULES)}. Received: {temporal!r}")

@@ -48,9 +48,7 @@ def find_insertion_points(model, place=BLOCKRES):
         every = 2 if stage4 >= _DEEP_RESNET_BLOCKS and place == BLOCKRES else 1
         return [name for _, block, name in resnet if (block - 1) % every == 0]
     adds = set(names)
-    mobilenet = [
-        n for n in names if (m := _MOBILENET_BRANCH.match(n)) and f"block_{m[1]}_add" in adds
-    ]
+    mobilenet = [n for n in names if (m := _MOBILENET_BRANCH.match(n)) and f"block_{m[1]}_add" in adds]
     if mobilenet:
         return mobilenet
     raise ValueError(
@@ -92,9 +90,7 @@ def insert_layers(model, before=None, after=None, name=None):
             outputs = after[layer.name](outputs)
         return outputs
 
-    new = keras.models.clone_model(
-        model, clone_function=lambda layer: layer, call_function=call_function
-    )
+    new = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call_function)
     new.name = name or model.name
     return new
 
@@ -110,9 +106,7 @@ def producer_of(model, layer_name):
     raise ValueError(f"Model '{model.name}' has no layer named '{layer_name}'")
 
 
-def insert_temporal_modules(
-    model, make_module, place=BLOCKRES, layer_names=None, name=None, after=None
-):
+def insert_temporal_modules(model, make_module, place=BLOCKRES, layer_names=None, name=None, after=None):
     """Insert one temporal module per residual block of a 2D model.
 
     Args:

@@ -27,12 +27,17 @@ def parse_args(argv=None):
     parser.add_argument("--arch", choices=("resnet50", "resnet101", "mobilenetv2"), help="checked against the tensors")
     parser.add_argument("--num-classes", type=int, help="checked against the classifier")
     parser.add_argument("--segments", type=int, help="frames per clip (default: from the file name, else 8)")
-    parser.add_argument("--shift-div", type=int, help="1/shift_div of the channels shift each way (default: file name, else 8)")
+    parser.add_argument(
+        "--shift-div", type=int, help="1/shift_div of the channels shift each way (default: file name, else 8)"
+    )
     parser.add_argument("--shift-place", choices=("blockres", "block"), help="checked against the tensors")
     parser.add_argument("--tpool", action="store_true", default=None, help="expect temporal pooling (TSM+TP); checked")
-    parser.add_argument("--temporal", choices=TEMPORAL,
-                        help="tsm: bidirectional; tsm-online: unidirectional (streamable); none: TSN. "
-                        "Default: tsm for checkpoints with shifts, tsm-online for the streaming demo's")
+    parser.add_argument(
+        "--temporal",
+        choices=TEMPORAL,
+        help="tsm: bidirectional; tsm-online: unidirectional (streamable); none: TSN. "
+        "Default: tsm for checkpoints with shifts, tsm-online for the streaming demo's",
+    )
     parser.add_argument("--input-size", type=int, help="frame side (default 224)")
     parser.add_argument("--labels", help="text file with one class name per line")
     parser.add_argument("--force", action="store_true", help="replace existing output files")
@@ -64,8 +69,10 @@ def main(argv=None):
         if args.debug:
             raise
         reason = " ".join(str(error).split())[:300]
-        print(f"error: porting {args.checkpoint} failed: {type(error).__name__}: {reason} (--debug for details)",
-              file=sys.stderr)
+        print(
+            f"error: porting {args.checkpoint} failed: {type(error).__name__}: {reason} (--debug for details)",
+            file=sys.stderr,
+        )
         return 1
     config = ported.model_config
     print(f"ported {ported.tensors} tensors into {model_path}")

@@ -118,7 +118,7 @@ def _read_torch(path):
     safe = [np.dtype, *{type(np.dtype(kind)) for kind in "bhilqefdBHILQ?"}]
     for module in ("numpy._core.multiarray", "numpy.core.multiarray"):
         try:
-            safe.append(getattr(__import__(module, fromlist=["scalar"]), "scalar"))
+            safe.append(__import__(module, fromlist=["scalar"]).scalar)
         except (ImportError, AttributeError):
             pass
     try:
@@ -157,8 +157,7 @@ def _unwrap(path, content):
         )
     arrays = {str(name): _to_numpy(value) for name, value in state.items()}
     broken = sorted(
-        name for name, value in arrays.items()
-        if value.dtype.kind == "f" and not np.all(np.isfinite(value))
+        name for name, value in arrays.items() if value.dtype.kind == "f" and not np.all(np.isfinite(value))
     )
     if broken:
         raise PortError(f"{path}: tensors with NaN or infinite values (a corrupt file?): {broken[:5]}")

@@ -41,7 +41,12 @@ ARCH_NAMES = {"resnet50": "resnet50_tv", "resnet101": "resnet101_tv", "mobilenet
 # MobileNetV2: features.N (N = 1..17) is Keras' expanded_conv (N = 1) or block_{N-1}; the
 # positions of the layers in the flat 'conv' Sequential, with and without expansion.
 _MOBILENET_CONV_INDEX = {
-    "expand": 0, "expand_BN": 1, "depthwise": 3, "depthwise_BN": 4, "project": 6, "project_BN": 7,
+    "expand": 0,
+    "expand_BN": 1,
+    "depthwise": 3,
+    "depthwise_BN": 4,
+    "project": 6,
+    "project_BN": 7,
 }
 _MOBILENET_CONV_INDEX_NO_EXPANSION = {"depthwise": 0, "depthwise_BN": 1, "project": 3, "project_BN": 4}
 _MOBILENET_BLOCKS = sum(repeats for _, _, repeats, _ in MOBILENET_V2_SETTINGS)  # 17
@@ -202,7 +207,9 @@ def torch_module(layer_name, family):
         return f"features.0.{0 if layer_name == 'Conv1' else 1}"
     if layer_name in ("Conv_1", "Conv_1_bn"):
         return f"features.{_LAST_FEATURE}.{0 if layer_name == 'Conv_1' else 1}"
-    match = re.match(r"^(?:expanded_conv|block_(\d+))_(expand|expand_BN|depthwise|depthwise_BN|project|project_BN)$", layer_name)
+    match = re.match(
+        r"^(?:expanded_conv|block_(\d+))_(expand|expand_BN|depthwise|depthwise_BN|project|project_BN)$", layer_name
+    )
     if not match:
         return None
     block = int(match[1] or 0)
@@ -213,8 +220,10 @@ def torch_module(layer_name, family):
 def wrapped_module(temporal_layer_name, family, place):
     """Canonical path of the module that the official code wraps for a Keras temporal layer.
 
-    >>> wrapped_module("conv2_block1_shift", RESNET, "blockres"), wrapped_module("block_2_shift", MOBILENET_V2, "blockres")
-    ('layer1.0.conv1', 'features.3.conv.0')
+    >>> wrapped_module("conv2_block1_shift", RESNET, "blockres")
+    'layer1.0.conv1'
+    >>> wrapped_module("block_2_shift", MOBILENET_V2, "blockres")
+    'features.3.conv.0'
     """
     if temporal_layer_name == "temporal_pool":
         return "layer2"

@@ -90,7 +90,8 @@ def assign_weights(model, layout):
     targets = weight_targets(model, layout.family)
     tensors = layout.tensors
     leftovers = [
-        layout.original[name] for name in tensors
+        layout.original[name]
+        for name in tensors
         if name not in targets and not (name.endswith("." + DROPPED) and _is_batch_norm(name, targets))
     ]
     missing = [name for name in targets if name not in tensors]

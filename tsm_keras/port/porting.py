@@ -106,10 +106,14 @@ def port_state_dict(
         temporal = "tsm" if place else "tsm-online" if demo else "none"
         notes.append(
             f"temporal={temporal!r} ("
-            + ("the checkpoint's shifts; a shift's direction does not show in the tensors, "
-               "use --temporal tsm-online for a unidirectional model" if place else
-               "the streaming demo's bare MobileNetV2 state dict is unidirectional" if demo else
-               "no temporal shift in the checkpoint: a TSN model")
+            + (
+                "the checkpoint's shifts; a shift's direction does not show in the tensors, "
+                "use --temporal tsm-online for a unidirectional model"
+                if place
+                else "the streaming demo's bare MobileNetV2 state dict is unidirectional"
+                if demo
+                else "no temporal shift in the checkpoint: a TSN model"
+            )
             + ")"
         )
     elif temporal not in TEMPORAL:
@@ -164,7 +168,9 @@ def _check_claims(layout, hints, meta, arch, num_classes):
             continue
         preset = claim if claim in ("resnet50_tv", "resnet101_tv", "mobilenet_v2_tv") else file_arch_preset(claim)
         if preset is None:
-            raise PortError(f"{source} names architecture {claim!r}: only resnet50, resnet101 and mobilenetv2 are supported")
+            raise PortError(
+                f"{source} names architecture {claim!r}: only resnet50, resnet101 and mobilenetv2 are supported"
+            )
         if preset != layout.backbone:
             raise PortError(f"{source} says {claim!r} but the tensors are those of a {layout.backbone} model")
     if num_classes is not None and num_classes != layout.num_classes:
@@ -187,7 +193,8 @@ def _check_placement(layout, hints, place, pooled, shift_place, tpool, demo):
             raise PortError(f"--shift-place {shift_place} but the checkpoint has no temporal shift")
     if tpool is not None and bool(tpool) != pooled:
         raise PortError(
-            f"--tpool but the checkpoint does not pool over time (no 'layer2.net.*' tensors)" if tpool
+            "--tpool but the checkpoint does not pool over time (no 'layer2.net.*' tensors)"
+            if tpool
             else "the checkpoint pools over time (layer2.net.*): it is a TSM+TP model"
         )
     if "shift" in hints:
@@ -209,9 +216,7 @@ def _check_placement(layout, hints, place, pooled, shift_place, tpool, demo):
 
 def _check_wrappers(model, layout, place):
     """The model shifts and pools exactly where the checkpoint's `.net` wrappers say."""
-    expected = {
-        wrapped_module(layer.name, layout.family, place) for layer in temporal_modules(model)
-    }
+    expected = {wrapped_module(layer.name, layout.family, place) for layer in temporal_modules(model)}
     extra, absent = sorted(layout.wrapped - expected), sorted(expected - layout.wrapped)
     if extra or absent:
         raise PortError(
@@ -238,9 +243,7 @@ def port_checkpoint(path, out, *, labels=None, force=False, verify=True, **optio
         (the `Ported` result, the path of the written model file).
     """
     checkpoint = read_checkpoint(path)
-    ported = port_state_dict(
-        checkpoint.state, name_hints=checkpoint.name_hints, meta=checkpoint.meta, **options
-    )
+    ported = port_state_dict(checkpoint.state, name_hints=checkpoint.name_hints, meta=checkpoint.meta, **options)
     num_classes = ported.model_config["num_classes"]
     class_names = read_labels(labels, num_classes) if labels else [f"class_{i}" for i in range(num_classes)]
     config = {
@@ -275,8 +278,11 @@ def _source(path, checkpoint, ported):
     source = {
         "checkpoint": os.path.basename(os.fspath(path)),
         "sha256": digest.hexdigest(),
-        "layout": "streaming demo (bare state dict)" if ported.streaming_demo
-        else "bare state dict" if checkpoint.bare else "official training checkpoint",
+        "layout": "streaming demo (bare state dict)"
+        if ported.streaming_demo
+        else "bare state dict"
+        if checkpoint.bare
+        else "official training checkpoint",
         "tensors": ported.tensors,
         **checkpoint.meta,
     }

@@ -56,8 +56,16 @@ def annotate(bgr, text, score):
     scale = max(0.4, bgr.shape[1] / 640)
     label = f"{text} {score:.2f}"
     cv2.rectangle(bgr, (0, 0), (bgr.shape[1], int(28 * scale) + 4), (0, 0, 0), -1)
-    cv2.putText(bgr, label, (6, int(22 * scale)), cv2.FONT_HERSHEY_SIMPLEX, 0.7 * scale,
-                (255, 255, 255), max(1, int(2 * scale)), cv2.LINE_AA)
+    cv2.putText(
+        bgr,
+        label,
+        (6, int(22 * scale)),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.7 * scale,
+        (255, 255, 255),
+        max(1, int(2 * scale)),
+        cv2.LINE_AA,
+    )
     return bgr
 
 
@@ -114,8 +122,7 @@ def open_capture(source):
     return capture
 
 
-def run_video(classifier, frames, writer=None, reset_every=None, should_reset=None, on_prediction=None,
-              stride=1):
+def run_video(classifier, frames, writer=None, reset_every=None, should_reset=None, on_prediction=None, stride=1):
     """Classify a sequence of BGR frames from zero buffers; returns the list of predictions.
 
     Args:

@@ -156,8 +156,7 @@ def _check_clip_input(model):
     clip_shape = model.input_shape
     if isinstance(clip_shape, (list, dict)) or len(clip_shape) != 5:
         raise ValueError(
-            f"model '{model.name}' must take one clip input (B, T, H, W, C). "
-            f"Received input shape {clip_shape}"
+            f"model '{model.name}' must take one clip input (B, T, H, W, C). Received input shape {clip_shape}"
         )
     return clip_shape
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from tsm_keras.training import plots
 from tsm_keras.files import atomic_path, atomic_write
 from tsm_keras.run_dir import MODEL, save_model
+from tsm_keras.training import plots
 
 CHECKPOINT = re.compile(r"^epoch-(\d+)\.weights\.h5$")
 

@@ -43,7 +43,6 @@ def is_chief():
     return task.get("type") == "worker" and task.get("index") == 0 and "chief" not in config.get("cluster", {})
 
 
-
 def patch_keras_for_multi_worker(model, strategy, dataset):
     """Works around two bugs of Keras 3 fit() under MultiWorkerMirroredStrategy.
 

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from tsm_keras.training import evaluation
 from tsm_keras.run_dir import load_run
+from tsm_keras.training import evaluation
 
 
 def evaluate_run(run_dir, data_path=None, clips=1, crops=1, dense=False, batch_size=8, out=None, log=print):
@@ -21,8 +21,13 @@ def evaluate_run(run_dir, data_path=None, clips=1, crops=1, dense=False, batch_s
     if list(source.class_names) != list(class_names):
         raise ValueError(f"{data_path}: its classes {source.class_names} differ from the run's {class_names}")
     dataset = data.make_eval_dataset(
-        source, num_segments=kwargs["num_segments"], input_size=kwargs["input_size"], batch_size=batch_size,
-        clips=clips, crops=crops, sampling="dense" if dense else "tsn",
+        source,
+        num_segments=kwargs["num_segments"],
+        input_size=kwargs["input_size"],
+        batch_size=batch_size,
+        clips=clips,
+        crops=crops,
+        sampling="dense" if dense else "tsn",
     )
     views = f"{clips}clip{'s' if clips > 1 else ''}x{crops}crop{'s' if crops > 1 else ''}{'-dense' if dense else ''}"
     log(f"evaluating {run_dir} on {data_path}: {source.num_clips} clips, {views}")

@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tsm_keras.training import plots
 from tsm_keras.files import atomic_path, atomic_write, write_json
+from tsm_keras.training import plots
 
 
 def predict_views(model, dataset):

@@ -17,11 +17,11 @@ import keras
 import tensorflow as tf
 
 from tsm_keras.data.augment import SCALES
-from tsm_keras.models import BACKBONES, TEMPORAL_MODULES, build_video_classifier, parameter_overhead, temporal_modules
-from tsm_keras.training import callbacks, distribute, evaluation, recipe
 from tsm_keras.data.labels import write_labels
 from tsm_keras.files import write_json
+from tsm_keras.models import BACKBONES, TEMPORAL_MODULES, build_video_classifier, parameter_overhead, temporal_modules
 from tsm_keras.run_dir import CONFIG, LABELS, MODEL, load_run
+from tsm_keras.training import callbacks, distribute, evaluation, recipe
 
 
 @dataclasses.dataclass
@@ -70,17 +70,41 @@ DEFAULTS = {f.name: f.default for f in dataclasses.fields(FitOptions)}
 # underfits, and the multi-scale crop slowed learning. Causal TSM (it streams, so the run goes
 # on to int8 streaming models). 20 epochs: causal TSM 88.8-93.6% over three seeds, bidirectional
 # TSM 92%, TSN 46%, about 14 minutes on 2 idle cores (docs/synthetic.md).
-DEMO = dict(temporal="tsm-online", width=0.35, segments=8, input_size=64, epochs=20, batch_size=16, lr=0.004,
-            warmup_epochs=1, weight_decay=1e-4, dropout=0.5, crop_scales=(1.0,), optimizer="adam",
-            weights="none")
+DEMO = dict(
+    temporal="tsm-online",
+    width=0.35,
+    segments=8,
+    input_size=64,
+    epochs=20,
+    batch_size=16,
+    lr=0.004,
+    warmup_epochs=1,
+    weight_decay=1e-4,
+    dropout=0.5,
+    crop_scales=(1.0,),
+    optimizer="adam",
+    weights="none",
+)
 # Both profiles: the architecture's defaults (the demo's shift_div is set in `resolve`).
 COMMON = dict(backbone="mobilenet_v2", shift_place="blockres", temporal_pool=False)
 # The settings that fine-tuning (--tune-from) takes from the run it starts from, unless given.
 ARCHITECTURE = ("backbone", "width", "temporal", "shift_div", "shift_place", "temporal_pool")
 # A user's data: the reference recipe (REFERENCE section 4), from ImageNet weights.
-RECIPE = dict(temporal="tsm", width=1.0, segments=8, input_size=224, epochs=50, batch_size=64, lr=0.01,
-              warmup_epochs=5, weight_decay=5e-4, dropout=0.5, crop_scales=SCALES, optimizer="sgd",
-              weights="imagenet")
+RECIPE = dict(
+    temporal="tsm",
+    width=1.0,
+    segments=8,
+    input_size=224,
+    epochs=50,
+    batch_size=64,
+    lr=0.01,
+    warmup_epochs=5,
+    weight_decay=5e-4,
+    dropout=0.5,
+    crop_scales=SCALES,
+    optimizer="sgd",
+    weights="imagenet",
+)
 
 
 def resolve(options):
@@ -91,8 +115,10 @@ def resolve(options):
     profile = {**COMMON, **(DEMO if options.data is None else RECIPE)}
     if options.tune_from is not None:
         profile.update(_tuned_architecture(options))
-    values = {k: (profile[k] if getattr(options, k) is None and k in profile else getattr(options, k))
-              for k in (f.name for f in dataclasses.fields(options))}
+    values = {
+        k: (profile[k] if getattr(options, k) is None and k in profile else getattr(options, k))
+        for k in (f.name for f in dataclasses.fields(options))
+    }
     o = FitOptions(**values)
     if o.backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {o.backbone!r}; choose from {', '.join(sorted(BACKBONES))}")
@@ -144,8 +170,10 @@ def _tuned_architecture(options):
         raise ValueError("--weights and --tune-from exclude each other: the weights come from the --tune-from run")
     config = Path(options.tune_from) / CONFIG
     if not config.is_file():
-        raise ValueError(f"--tune-from {options.tune_from}: no {CONFIG} there (a run directory from "
-                         "training/fit.py or python -m tsm_keras.port)")
+        raise ValueError(
+            f"--tune-from {options.tune_from}: no {CONFIG} there (a run directory from "
+            "training/fit.py or python -m tsm_keras.port)"
+        )
     with open(config) as f:
         source = json.load(f).get("model") or {}
     # build_video_classifier's defaults, for keys an older or ported config leaves out
@@ -153,18 +181,30 @@ def _tuned_architecture(options):
     for key in ("backbone", "width"):
         given = getattr(options, key)
         if given is not None and given != source[key]:
-            raise ValueError(f"--{key} {given} differs from the --tune-from run's {source[key]} ({config}): "
-                             "fine-tuning keeps the network its weights were trained in")
+            raise ValueError(
+                f"--{key} {given} differs from the --tune-from run's {source[key]} ({config}): "
+                "fine-tuning keeps the network its weights were trained in"
+            )
     return {**{key: source[key] for key in ARCHITECTURE}, "weights": "none"}
 
 
 def model_kwargs(o, num_classes):
     """The exact arguments of build_video_classifier, stored in config.json."""
-    return dict(num_classes=num_classes, backbone=o.backbone, num_segments=o.segments,
-                input_size=o.input_size, temporal=o.temporal, shift_div=o.shift_div,
-                shift_place=o.shift_place, temporal_pool=o.temporal_pool, dropout=o.dropout,
-                width=o.width, partial_bn=o.partial_bn, bn_momentum=o.bn_momentum,
-                sync_batch_norm=o.sync_bn)
+    return dict(
+        num_classes=num_classes,
+        backbone=o.backbone,
+        num_segments=o.segments,
+        input_size=o.input_size,
+        temporal=o.temporal,
+        shift_div=o.shift_div,
+        shift_place=o.shift_place,
+        temporal_pool=o.temporal_pool,
+        dropout=o.dropout,
+        width=o.width,
+        partial_bn=o.partial_bn,
+        bn_momentum=o.bn_momentum,
+        sync_batch_norm=o.sync_bn,
+    )
 
 
 def default_run_dir(o, dataset_name):
@@ -179,10 +219,16 @@ def default_run_dir(o, dataset_name):
 
 
 def _describe(o):
-    temporal = {"none": "TSN (no temporal module)", "tsm": "TSM", "tsm-online": "online (uni-directional) TSM",
-                "tam": "TAM (frames t-1, t, t+1)", "tam-online": "online TAM (frames t-1, t)"}
+    temporal = {
+        "none": "TSN (no temporal module)",
+        "tsm": "TSM",
+        "tsm-online": "online (uni-directional) TSM",
+        "tam": "TAM (frames t-1, t, t+1)",
+        "tam-online": "online TAM (frames t-1, t)",
+    }
     width = f" x{o.width:g}" if BACKBONES[o.backbone].has_width else ""
-    return f"{temporal.get(o.temporal, o.temporal.upper())} on {o.backbone}{width}, {o.segments} frames of {o.input_size} px"
+    module = temporal.get(o.temporal, o.temporal.upper())
+    return f"{module} on {o.backbone}{width}, {o.segments} frames of {o.input_size} px"
 
 
 def _describe_crop(scales):
@@ -206,8 +252,10 @@ def train(options, log=print):
 
         root = ensure_default_dataset()
         train_path, val_path, dataset_name = root, root, "temporal_shapes"
-        log("demo: temporal_shapes, five motions and the same five played backwards; a model blind to "
-            "frame order (TSN, --temporal none) cannot pass 50%, one that relates frames (TSM) can")
+        log(
+            "demo: temporal_shapes, five motions and the same five played backwards; a model blind to "
+            "frame order (TSN, --temporal none) cannot pass 50%, one that relates frames (TSM) can"
+        )
     else:
         train_path, val_path = o.data, o.val_data or o.data
         dataset_name = Path(o.data.rstrip("/")).stem
@@ -234,8 +282,11 @@ def train(options, log=print):
         raise ValueError(f"{train_path}: {train_src.num_clips} training clips is less than one batch of {o.batch_size}")
     peak = recipe.scaled_learning_rate(o.lr, o.batch_size)
     schedule = recipe.WarmupSchedule(
-        peak, total_steps=steps * o.epochs, warmup_steps=int(round(o.warmup_epochs * steps)),
-        kind=o.schedule, boundaries=[int(steps * o.epochs * f) for f in (0.4, 0.8)],
+        peak,
+        total_steps=steps * o.epochs,
+        warmup_steps=int(round(o.warmup_epochs * steps)),
+        kind=o.schedule,
+        boundaries=[int(steps * o.epochs * f) for f in (0.4, 0.8)],
     )
     with strategy.scope():
         model = build_video_classifier(**config["model"], weights=o.weights)
@@ -244,8 +295,10 @@ def train(options, log=print):
         model.compile(
             optimizer=recipe.make_optimizer(schedule, o.weight_decay, o.clip_norm, o.head_lr_mult, o.optimizer),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="top1"),
-                     keras.metrics.SparseTopKCategoricalAccuracy(k=min(5, len(class_names)), name="top5")],
+            metrics=[
+                keras.metrics.SparseCategoricalAccuracy(name="top1"),
+                keras.metrics.SparseTopKCategoricalAccuracy(k=min(5, len(class_names)), name="top5"),
+            ],
             jit_compile=o.xla,
         )
         initial_epoch = callbacks.restore_latest(model, run_dir / "checkpoints")
@@ -259,20 +312,34 @@ def train(options, log=print):
     overhead = parameter_overhead(model)
     if overhead.total:  # learned modules (TAM): r * C weights each, against the 2D model
         per_module = ", ".join(f"{count:,}" for count in overhead.per_module.values() if count)
-        log(f"temporal parameters: {per_module} per module; +{overhead.total:,} on the "
-            f"{overhead.base:,} of the 2D model (+{100 * overhead.fraction:.3f}%)")
-    log(f"data: {train_src.num_clips} training / {val_src.num_clips} validation clips, {len(class_names)} classes ({train_path})")
-    log(f"recipe: {o.optimizer}, lr {peak:.4g} (batch {o.batch_size} on {replicas} replica(s)), {o.schedule} schedule, "
-        f"{o.epochs} epochs, {_describe_crop(o.crop_scales)}, run directory {run_dir}")
+        log(
+            f"temporal parameters: {per_module} per module; +{overhead.total:,} on the "
+            f"{overhead.base:,} of the 2D model (+{100 * overhead.fraction:.3f}%)"
+        )
+    log(
+        f"data: {train_src.num_clips} training / {val_src.num_clips} validation clips, "
+        f"{len(class_names)} classes ({train_path})"
+    )
+    log(
+        f"recipe: {o.optimizer}, lr {peak:.4g} (batch {o.batch_size} on {replicas} replica(s)), {o.schedule} schedule, "
+        f"{o.epochs} epochs, {_describe_crop(o.crop_scales)}, run directory {run_dir}"
+    )
     if o.tune_from:
         log(f"fine-tuning: {copied} weight tensors from {o.tune_from}; a new classifier for {len(class_names)} classes")
     if initial_epoch:
         log(f"resuming after epoch {initial_epoch} from {run_dir / 'checkpoints'}")
 
-    train_ds = data.make_train_dataset(train_src, num_segments=o.segments, input_size=o.input_size,
-                                       batch_size=o.batch_size, seed=o.seed, scales=o.crop_scales).repeat()
-    val_ds = data.make_eval_dataset(val_src, num_segments=o.segments, input_size=o.input_size,
-                                    batch_size=o.batch_size).map(lambda clips, labels: (clips[:, 0], labels))
+    train_ds = data.make_train_dataset(
+        train_src,
+        num_segments=o.segments,
+        input_size=o.input_size,
+        batch_size=o.batch_size,
+        seed=o.seed,
+        scales=o.crop_scales,
+    ).repeat()
+    val_ds = data.make_eval_dataset(
+        val_src, num_segments=o.segments, input_size=o.input_size, batch_size=o.batch_size
+    ).map(lambda clips, labels: (clips[:, 0], labels))
     if replicas > 1:
         train_ds, val_ds = (_shard_by_data(ds) for ds in (train_ds, val_ds))
     distribute.patch_keras_for_multi_worker(model, strategy, val_ds)
@@ -292,8 +359,16 @@ def train(options, log=print):
         # The validation data ends after each pass (its length is unknown while bad clips are
         # skipped), and Keras warns about that; the training data repeats and never runs out.
         warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
-        model.fit(train_ds, epochs=o.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-                  validation_data=val_ds, callbacks=cbs, verbose=1 if chief else 0, shuffle=False)
+        model.fit(
+            train_ds,
+            epochs=o.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps,
+            validation_data=val_ds,
+            callbacks=cbs,
+            verbose=1 if chief else 0,
+            shuffle=False,
+        )
     log(f"training took {time.time() - start:.0f} s")
     if model.stop_training and not (run_dir / MODEL).exists():
         raise RuntimeError("training stopped (NaN loss) before any model was saved")
@@ -301,7 +376,9 @@ def train(options, log=print):
     summary = None
     if chief:
         best = keras.models.load_model(run_dir / MODEL)
-        eval_ds = data.make_eval_dataset(val_src, num_segments=o.segments, input_size=o.input_size, batch_size=o.batch_size)
+        eval_ds = data.make_eval_dataset(
+            val_src, num_segments=o.segments, input_size=o.input_size, batch_size=o.batch_size
+        )
         summary = evaluation.summarize(*evaluation.predict_views(best, eval_ds), class_names)
         evaluation.write_report(summary, class_names, run_dir)
         log("\nbest model on the validation set, " + evaluation.format_summary(summary, class_names))
@@ -320,12 +397,16 @@ def _load_all_but_the_classifier(model, run_dir):
 
     targets, sources = body(model), body(source)
     if len(targets) != len(sources):
-        raise ValueError(f"--tune-from {run_dir}: its model has {len(sources)} weight tensors besides the classifier, "
-                         f"this one {len(targets)}")
+        raise ValueError(
+            f"--tune-from {run_dir}: its model has {len(sources)} weight tensors besides the classifier, "
+            f"this one {len(targets)}"
+        )
     for target, value in zip(targets, sources):
         if tuple(target.shape) != tuple(value.shape):
-            raise ValueError(f"--tune-from {run_dir}: {value.path} has shape {tuple(value.shape)}, "
-                             f"this model's {target.path} {tuple(target.shape)}")
+            raise ValueError(
+                f"--tune-from {run_dir}: {value.path} has shape {tuple(value.shape)}, "
+                f"this model's {target.path} {tuple(target.shape)}"
+            )
         target.assign(value)
     return len(targets)
 
