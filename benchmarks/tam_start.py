@@ -6,7 +6,7 @@ cannot beat 50%), and prints the validation top-1 after each epoch for TAM with 
 initialisation ('shift', 'identity', 'kaiming') and activation ('relu', None), next to
 TSM and TSN. A sanity check sized for a shared 2-core CPU (1.5 to 3.5 minutes per model
 at 48 px, 10 epochs), made before the built-in data set and training/fit.py exist; runs
-are deterministic per seed. notes/tam.md has the numbers.
+are deterministic per seed. docs/tam.md has the numbers.
 
     PYTHONPATH=. python benchmarks/tam_start.py --seeds 0 1
     PYTHONPATH=. python benchmarks/tam_start.py --variants tsm "tam shift linear" --seeds 0

@@ -1,4 +1,4 @@
-"""NumPy references written from shared/REFERENCE.md, with explicit loops over frames."""
+"""NumPy references written from docs/reference.md, with explicit loops over frames."""
 
 import numpy as np
 

@@ -15,7 +15,7 @@ MODES = ["bidirectional", "unidirectional"]
 
 
 def test_hand_check_from_reference_t4():
-    # REFERENCE section 1: channel 0 [1,2,3,4] -> [2,3,4,0]; channel fold [10,20,30,40] -> [0,10,20,30].
+    # docs/reference.md, "The shift": channel 0 [1,2,3,4] -> [2,3,4,0]; channel fold [10,20,30,40] -> [0,10,20,30].
     c, shift_div = 8, 4  # fold = 2: channels 0-1 from the future, 2-3 from the past
     x = np.zeros((4, 1, 1, c), "float32")
     x[:, 0, 0, 0] = [1, 2, 3, 4]

@@ -1,4 +1,4 @@
-"""Official-looking TSM state dicts as NumPy arrays, written from REFERENCE section 7.
+"""Official-looking TSM state dicts as NumPy arrays, written from docs/reference.md ("The published checkpoints").
 
 No PyTorch needed: names and shapes follow what the official code saves (DataParallel's
 'module.', the TSN wrapper's 'base_model.', '.net' on the modules a temporal module wraps,

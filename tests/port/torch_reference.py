@@ -1,4 +1,4 @@
-"""A small, independent PyTorch TSM, written from shared/REFERENCE.md sections 1, 2 and 7.
+"""A small, independent PyTorch TSM, written from docs/reference.md (the shift, where it goes, the checkpoints).
 
 It knows nothing of tsm_keras: NCHW tensors with the frames of each clip folded into the
 batch, temporal modules that wrap the module they precede as `.net` (so the state dict

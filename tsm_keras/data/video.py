@@ -1,6 +1,6 @@
 """Decoding video files with OpenCV: only the frames a clip needs, as RGB uint8.
 
-Strategy (measured, see notes/data.md): open the file once and read it sequentially,
+Strategy (measured, see docs/data.md): open the file once and read it sequentially,
 `grab()`-bing every frame (demux + decode, no colour conversion) and `retrieve()`-ing
 only the sampled ones, stopping after the last sampled index. Seeking
 (CAP_PROP_POS_FRAMES) decodes forward from the previous key frame on every call and was

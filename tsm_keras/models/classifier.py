@@ -28,7 +28,7 @@ def _shift(mode):
 def _aggregation(offsets):
     def make(target, num_segments, shift_div, signed_inputs=False):
         # The reference's ReLU after the sum, except where block inputs are signed
-        # (MobileNetV2's linear bottlenecks), which it would clip; notes/tam.md measures it.
+        # (MobileNetV2's linear bottlenecks), which it would clip; docs/tam.md measures it.
         # The "shift" start makes the untrained model exactly the TSM one (same shift_div).
         return TemporalAggregation(
             num_segments,

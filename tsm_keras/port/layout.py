@@ -1,6 +1,6 @@
 """The tensor names of the official TSM checkpoints and the Keras layers they belong to.
 
-Official names (REFERENCE section 7), after the DataParallel prefix 'module.':
+Official names (docs/reference.md, "The published checkpoints"), after the DataParallel prefix 'module.':
 
     base_model.conv1.weight, base_model.bn1.{weight,bias,running_mean,running_var,...}
     base_model.layer{1..4}.{i}.conv{1,2,3}.weight, .bn{1,2,3}.*, .downsample.{0,1}.*

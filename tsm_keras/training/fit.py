@@ -68,8 +68,7 @@ DEFAULTS = {f.name: f.default for f in dataclasses.fields(FitOptions)}
 # The built-in demonstration: small enough for 2 CPU cores, trained from scratch. No crop
 # augmentation (the whole 80 px frame resized to 64): a from-scratch model on 2,000 clips
 # underfits, and the multi-scale crop slowed learning. Causal TSM (it streams, so the run goes
-# on to int8 streaming models). 20 epochs: causal TSM 88.8-93.6% over three seeds, bidirectional
-# TSM 92%, TSN 46%, about 14 minutes on 2 idle cores (docs/synthetic.md).
+# on to int8 streaming models). Every choice and its measurements: docs/synthetic.md.
 DEMO = dict(
     temporal="tsm-online",
     width=0.35,
@@ -89,7 +88,7 @@ DEMO = dict(
 COMMON = dict(backbone="mobilenet_v2", shift_place="blockres", temporal_pool=False)
 # The settings that fine-tuning (--tune-from) takes from the run it starts from, unless given.
 ARCHITECTURE = ("backbone", "width", "temporal", "shift_div", "shift_place", "temporal_pool")
-# A user's data: the reference recipe (REFERENCE section 4), from ImageNet weights.
+# A user's data: the reference recipe (docs/reference.md, "Training recipes"), from ImageNet weights.
 RECIPE = dict(
     temporal="tsm",
     width=1.0,

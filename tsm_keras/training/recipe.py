@@ -1,4 +1,4 @@
-"""The optimisation recipe of the reference (REFERENCE section 4), in Keras terms."""
+"""The optimisation recipe of the reference (docs/reference.md, "Training recipes"), in Keras terms."""
 
 import math
 
