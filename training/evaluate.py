@@ -13,7 +13,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tsm_keras.training.evaluate import evaluate_run  # noqa: E402
+from tsm_keras.training.evaluation import evaluate_run  # noqa: E402
 
 
 def main(argv=None):

@@ -19,7 +19,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tsm_keras.models import BACKBONES, TEMPORAL_MODULES  # noqa: E402
-from tsm_keras.training.fit import DEFAULTS, DEMO, RECIPE, FitOptions, resolve, train  # noqa: E402
+from tsm_keras.training.trainer import DEFAULTS, DEMO, RECIPE, FitOptions, resolve, train  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -11,7 +11,7 @@ import pytest
 
 from training.fit import parse_args
 from tsm_keras.port.__main__ import parse_args as port_args
-from tsm_keras.training.fit import default_run_dir, resolve
+from tsm_keras.training.trainer import default_run_dir, resolve
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "data.md"
 

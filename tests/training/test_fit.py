@@ -16,8 +16,8 @@ from training.fit import parse_args
 from tsm_keras.data.augment import SCALES
 from tsm_keras.models import build_video_classifier, parameter_overhead, temporal_modules
 from tsm_keras.training.callbacks import checkpoints, read_history
-from tsm_keras.training.evaluate import evaluate_run
-from tsm_keras.training.fit import resolve, train
+from tsm_keras.training.evaluation import evaluate_run
+from tsm_keras.training.trainer import resolve, train
 
 ROOT = Path(__file__).resolve().parents[2]
 

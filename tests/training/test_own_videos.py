@@ -16,7 +16,7 @@ from tests.training.conftest import TINY, USER_CLASSES
 from training.fit import parse_args
 from tsm_keras.models import build_video_classifier
 from tsm_keras.run_dir import write_run
-from tsm_keras.training.fit import _load_all_but_the_classifier, model_kwargs, resolve
+from tsm_keras.training.trainer import _load_all_but_the_classifier, model_kwargs, resolve
 
 # TINY without --weights: a fine-tuned run takes its weights from --tune-from.
 TINY_SIZES = [word for pair in zip(TINY[::2], TINY[1::2]) if pair[0] != "--weights" for word in pair]
