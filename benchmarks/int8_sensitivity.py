@@ -181,7 +181,7 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
 
-    from tsm_keras.export.clips import calibration_clips, validation_pairs
+    from tsm_keras.data import calibration_clips, validation_pairs
     from tsm_keras.run_dir import load_run
     from tsm_keras.streaming import build_streaming_model
 

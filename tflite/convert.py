@@ -55,8 +55,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from tsm_keras.data import DataError
-    from tsm_keras.export.clips import calibration_clips, validation_pairs
+    from tsm_keras.data import DataError, calibration_clips, validation_pairs
     from tsm_keras.export.pipeline import Int8AccuracyError, convert_run
     from tsm_keras.export.verify import VerificationError
     from tsm_keras.run_dir import RunError, newest_run, read_config

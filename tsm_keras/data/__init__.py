@@ -6,6 +6,7 @@ ds = make_train_dataset(src, num_segments=8, input_size=224, batch_size=8)
 """
 
 from tsm_keras.data.base import DataError, Source
+from tsm_keras.data.clips import calibration_clips, validation_pairs
 from tsm_keras.data.labels import read_labels, write_labels
 from tsm_keras.data.pipeline import make_eval_dataset, make_train_dataset
 from tsm_keras.data.sampling import Sampling

@@ -8,8 +8,10 @@ cropped the same way whatever its source: TSN segment centres, centre crop, raw 
 
 import numpy as np
 
-from tsm_keras.data import Sampling, make_eval_dataset, open_source
 from tsm_keras.data.augment import center_crop
+from tsm_keras.data.pipeline import make_eval_dataset
+from tsm_keras.data.sampling import Sampling
+from tsm_keras.data.sources import open_source
 
 
 def validation_pairs(path, num_segments, input_size, class_names=None, split="val"):
