@@ -9,6 +9,7 @@ import re
 
 import keras
 
+from tsm_keras._keras_private import input_producer
 from tsm_keras.layers.temporal_aggregation import OFFLINE_OFFSETS, TemporalAggregation
 from tsm_keras.layers.temporal_pool import TemporalMaxPool
 from tsm_keras.layers.temporal_shift import BIDIRECTIONAL, TemporalShift
@@ -97,13 +98,7 @@ def insert_layers(model, before=None, after=None, name=None):
 
 def producer_of(model, layer_name):
     """Name of the layer whose output is the (first) input of `layer_name` in `model`."""
-    # `layer.input` is ambiguous once a layer is shared by two models (as ours are), so
-    # look up the node that belongs to this model's graph.
-    for nodes in model._nodes_by_depth.values():
-        for node in nodes:
-            if node.operation.name == layer_name:
-                return node.input_tensors[0]._keras_history.operation.name
-    raise ValueError(f"Model '{model.name}' has no layer named '{layer_name}'")
+    return input_producer(model, layer_name)
 
 
 def insert_temporal_modules(model, make_module, place=BLOCKRES, layer_names=None, name=None, after=None):

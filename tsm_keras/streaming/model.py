@@ -29,6 +29,7 @@ import dataclasses
 import keras
 import numpy as np
 
+from tsm_keras._keras_private import replay_graph
 from tsm_keras.layers.video import FoldTime, SegmentConsensus
 from tsm_keras.models.insertion import TEMPORAL_LAYERS, walk_layers
 
@@ -148,10 +149,6 @@ def build_streaming_model(model, batch_size=None, name=None):
     return stream
 
 
-def _same(layer):
-    return layer
-
-
 def _check_clip_input(model):
     clip_shape = model.input_shape
     if isinstance(clip_shape, (list, dict)) or len(clip_shape) != 5:
@@ -169,15 +166,15 @@ def _replay(model, frame, temporal):
         if isinstance(layer, (FoldTime, SegmentConsensus)):
             return args[0]  # one frame per clip: nothing to fold or average
         if isinstance(layer, keras.Model):  # a nested Functional model (the backbone)
-            return layer._run_through_graph(args[0], operation_fn=_same, call_fn=call)
+            return replay_graph(layer, args[0], call)
         if _streams(layer) or isinstance(layer, TEMPORAL_LAYERS):
             return temporal(layer, args[0])
         return layer(*args, **kwargs)
 
-    # `_run_through_graph` is what keras.models.clone_model runs: the graph replayed through
-    # the same layers. clone_model itself cannot be used, because the state inputs created
-    # on the way are not inputs of the model being cloned.
-    return model._run_through_graph(frame, operation_fn=_same, call_fn=call)
+    # What keras.models.clone_model runs: the graph replayed through the same layers.
+    # clone_model itself cannot be used, because the state inputs created on the way are not
+    # inputs of the model being cloned.
+    return replay_graph(model, frame, call)
 
 
 def build_frame_model(model, batch_size=None, name=None):

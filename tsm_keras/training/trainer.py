@@ -16,6 +16,7 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
+from tsm_keras._keras_private import patch_keras_for_multi_worker
 from tsm_keras.data.augment import SCALES
 from tsm_keras.data.labels import write_labels
 from tsm_keras.files import write_json
@@ -341,7 +342,7 @@ def train(options, log=print):
     ).map(lambda clips, labels: (clips[:, 0], labels))
     if replicas > 1:
         train_ds, val_ds = (_shard_by_data(ds) for ds in (train_ds, val_ds))
-    distribute.patch_keras_for_multi_worker(model, strategy, val_ds)
+    patch_keras_for_multi_worker(model, strategy, val_ds, multi_worker=distribute.cluster_size() > 1)
 
     scratch = Path(tempfile.mkdtemp(prefix="tsm-worker-")) if not chief else None
     cbs = [

@@ -1,0 +1,63 @@
+"""Every private Keras API the project relies on, in one place.
+
+They hold for the Keras range setup.cfg pins (keras>=3.15,<4). When upgrading Keras, re-check
+these functions; the tests named in each docstring exercise them.
+"""
+
+import tensorflow as tf
+
+
+def input_producer(model, layer_name):
+    """Name of the layer whose output is the (first) input of `layer_name` in `model`.
+
+    `layer.input` is ambiguous once a layer is shared by two models (as ours are), so this
+    looks up the node that belongs to this model's graph (`_nodes_by_depth`, `_keras_history`).
+    Tested by tests/models/test_insertion.py.
+    """
+    for nodes in model._nodes_by_depth.values():
+        for node in nodes:
+            if node.operation.name == layer_name:
+                return node.input_tensors[0]._keras_history.operation.name
+    raise ValueError(f"Model '{model.name}' has no layer named '{layer_name}'")
+
+
+def replay_graph(model, inputs, call_fn):
+    """`model`'s graph replayed on `inputs` through the same layers, each call made by
+    `call_fn(layer, *args, **kwargs)`: what keras.models.clone_model runs inside
+    (`Functional._run_through_graph`). Tested by tests/streaming/test_streaming_model.py."""
+    return model._run_through_graph(inputs, operation_fn=lambda layer: layer, call_fn=call_fn)
+
+
+def patch_keras_for_multi_worker(model, strategy, dataset, multi_worker):
+    """Works around two bugs of Keras 3 fit() under MultiWorkerMirroredStrategy.
+
+    Upstream: tensorflow/tensorflow#72388 (closed as stale; its only workaround is Keras 2).
+    With several workers, Keras 3.15's fit():
+    1. all-reduces the first input batch across replicas only to learn its shapes, and the
+       collective reduce cannot take a nested (clips, labels) batch ("Attempt to convert a
+       value (PerReplica...)"). We hand it a local batch instead.
+    2. reduces the scalar logs of each step with MEAN over axis 0 ("Invalid reduction
+       dimension 0 for input with 0 dimensions"). We reduce scalars over no axis.
+    Both touch private Keras functions, so they are applied to multi-worker runs only and
+    checked by tests/training/test_distributed.py: re-run it when upgrading Keras.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or not multi_worker:
+        return
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer
+
+    local_batch = next(iter(dataset.take(1)))
+    build = model._maybe_symbolic_build
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: build(data_batch=local_batch)
+
+    reduce_per_replica = trainer.reduce_per_replica
+    if getattr(reduce_per_replica, "tsm_keras_patch", False):
+        return
+
+    def reduce_scalars_without_axis(values, strategy, reduction):
+        if reduction in ("auto", "mean") and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return reduce_per_replica(values, strategy, reduction)
+
+    reduce_scalars_without_axis.tsm_keras_patch = True
+    trainer.reduce_per_replica = reduce_scalars_without_axis
