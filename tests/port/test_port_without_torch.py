@@ -170,7 +170,7 @@ def test_shifts_where_the_model_does_not_put_them_are_refused():
             {"shift_place": "block"},
             "--shift-place block but the checkpoint shifts as 'blockres'",
         ),
-        (lambda: resnet_state(50), {"tpool": True}, "--tpool but the checkpoint does not pool"),
+        (lambda: resnet_state(50), {"temporal_pool": True}, "--temporal-pool but the checkpoint does not pool"),
         (lambda: resnet_state(50), {"temporal": "none"}, "temporal='none' but the checkpoint shifts"),
         (lambda: resnet_state(50, place=None), {"temporal": "tsm"}, "no temporal shift"),
         (lambda: mobilenet_v2_state(base="", head="classifier", shifted=False), {"shift_div": 4}, "1/8"),

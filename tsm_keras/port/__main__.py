@@ -31,7 +31,13 @@ def parse_args(argv=None):
         "--shift-div", type=int, help="1/shift_div of the channels shift each way (default: file name, else 8)"
     )
     parser.add_argument("--shift-place", choices=("blockres", "block"), help="checked against the tensors")
-    parser.add_argument("--tpool", action="store_true", default=None, help="expect temporal pooling (TSM+TP); checked")
+    parser.add_argument(
+        "--temporal-pool",
+        "--tpool",
+        action="store_true",
+        default=None,
+        help="expect temporal pooling (TSM+TP); checked",
+    )
     parser.add_argument(
         "--temporal",
         choices=TEMPORAL,
@@ -58,7 +64,7 @@ def main(argv=None):
             segments=args.segments,
             shift_div=args.shift_div,
             shift_place=args.shift_place,
-            tpool=args.tpool,
+            temporal_pool=args.temporal_pool,
             temporal=args.temporal,
             input_size=args.input_size,
         )

@@ -62,7 +62,7 @@ def port_state_dict(
     segments=None,
     shift_div=None,
     shift_place=None,
-    tpool=None,
+    temporal_pool=None,
     temporal=None,
     input_size=None,
 ):
@@ -81,7 +81,7 @@ def port_state_dict(
         segments: frames per clip T (default: the file name's, else 8).
         shift_div: default: the file name's, else 8.
         shift_place: 'blockres' or 'block': checked against the tensors.
-        tpool: True / False: checked against the tensors.
+        temporal_pool: True / False: checked against the tensors.
         temporal: 'tsm' (bidirectional), 'tsm-online' (unidirectional) or 'none'; default:
             'tsm' for checkpoints with shifts, 'tsm-online' for the streaming demo's bare
             MobileNetV2, 'none' for TSN checkpoints. The direction of a shift does not
@@ -100,7 +100,7 @@ def port_state_dict(
 
     _check_claims(layout, hints, meta, arch, num_classes)
     place, pooled = placement(layout)
-    _check_placement(layout, hints, place, pooled, shift_place, tpool, demo)
+    _check_placement(layout, hints, place, pooled, shift_place, temporal_pool, demo)
 
     if temporal is None:
         temporal = "tsm" if place else "tsm-online" if demo else "none"
@@ -183,7 +183,7 @@ def _check_claims(layout, hints, meta, arch, num_classes):
         raise PortError("non-local TSM checkpoints (_nl) are not supported")
 
 
-def _check_placement(layout, hints, place, pooled, shift_place, tpool, demo):
+def _check_placement(layout, hints, place, pooled, shift_place, temporal_pool, demo):
     if shift_place is not None:
         if shift_place not in ("blockres", "block"):
             raise PortError(f"shift_place must be 'blockres' or 'block'. Received: {shift_place!r}")
@@ -191,10 +191,10 @@ def _check_placement(layout, hints, place, pooled, shift_place, tpool, demo):
             raise PortError(f"--shift-place {shift_place} but the checkpoint shifts as {place!r}")
         if not place and not demo:
             raise PortError(f"--shift-place {shift_place} but the checkpoint has no temporal shift")
-    if tpool is not None and bool(tpool) != pooled:
+    if temporal_pool is not None and bool(temporal_pool) != pooled:
         raise PortError(
-            "--tpool but the checkpoint does not pool over time (no 'layer2.net.*' tensors)"
-            if tpool
+            "--temporal-pool but the checkpoint does not pool over time (no 'layer2.net.*' tensors)"
+            if temporal_pool
             else "the checkpoint pools over time (layer2.net.*): it is a TSM+TP model"
         )
     if "shift" in hints:
