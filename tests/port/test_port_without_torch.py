@@ -13,25 +13,26 @@ import pytest
 
 from tests.port.synthetic import mobilenet_v2_state, resnet_state
 from tsm_keras.models import build_video_classifier, temporal_modules
-from tsm_keras.port import PortError, parse_file_name, port_checkpoint, port_state_dict, read_checkpoint
+from tsm_keras.port import PortError, name_hints, parse_run_name, port_checkpoint, port_state_dict, read_checkpoint
 from tsm_keras.port.__main__ import main
 
 T, S = 4, 32
 
 
 def save_npz(path, state):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     np.savez(path, **state)
     return path
 
 
 def test_file_name_pattern():
-    hints = parse_file_name("/x/TSM_kinetics_RGB_resnet50_shift8_blockres_tpool_avg_segment8_e100_dense.pth")
+    hints = parse_run_name("/x/TSM_kinetics_RGB_resnet50_shift8_blockres_tpool_avg_segment8_e100_dense.pth")
     assert hints["dataset"] == "kinetics" and hints["arch"] == "resnet50" and hints["segments"] == 8
     assert hints["shift_div"] == 8 and hints["shift_place"] == "blockres" and hints["tpool"] and hints["dense"]
-    tsn = parse_file_name("TSM_something_RGB_resnet50_avg_segment5_e50.pth")
+    tsn = parse_run_name("TSM_something_RGB_resnet50_avg_segment5_e50.pth")
     assert tsn["shift"] is False and tsn["segments"] == 5 and "shift_div" not in tsn
-    assert parse_file_name("TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment8_e100_dense_nl.pth")["non_local"]
-    assert parse_file_name("mobilenetv2_jester_online.pth.tar") == {}
+    assert parse_run_name("TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment8_e100_dense_nl.pth")["non_local"]
+    assert parse_run_name("mobilenetv2_jester_online.pth.tar") == {}
 
 
 def test_mobilenet_v2_tensors_land_on_the_layers_of_the_same_name(tmp_path):
@@ -95,7 +96,7 @@ def test_mobilenet_v2_tensors_land_on_the_layers_of_the_same_name(tmp_path):
 
 
 def test_resnet_placement_and_pooling_come_from_the_net_wrappers():
-    ported = port_state_dict(resnet_state(50, place="block", tpool=True), segments=T, input_size=S)
+    ported = port_state_dict(resnet_state(50, place="block", tpool=True), segments=T, shift_div=8, input_size=S)
     config = ported.model_config
     assert config["backbone"] == "resnet50_tv" and config["shift_place"] == "block" and config["temporal_pool"]
     modules = {layer.name: layer.num_segments for layer in temporal_modules(ported.model)}
@@ -110,7 +111,7 @@ def test_leftover_and_missing_tensors_fail_with_their_names():
     state["module.base_model.features.3.conv.9.weight"] = np.zeros((1,), "float32")
     del state["module.base_model.features.5.conv.4.running_var"]
     with pytest.raises(PortError) as error:
-        port_state_dict(state, segments=T, input_size=S)
+        port_state_dict(state, segments=T, shift_div=8, input_size=S)
     message = str(error.value)
     assert "module.base_model.features.3.conv.9.weight" in message  # leftover, as named in the file
     assert "features.5.conv.4.running_var" in message  # missing
@@ -121,7 +122,7 @@ def test_wrong_shapes_fail_with_their_names():
     state = mobilenet_v2_state(num_classes=5)
     state["module.new_fc.weight"] = np.zeros((5, 1000), "float32")
     with pytest.raises(PortError, match=r"module.new_fc.weight \[5, 1000\] for logits/kernel \[1280, 5\]"):
-        port_state_dict(state, segments=T, input_size=S)
+        port_state_dict(state, segments=T, shift_div=8, input_size=S)
 
 
 def test_shifts_where_the_model_does_not_put_them_are_refused():
@@ -129,7 +130,7 @@ def test_shifts_where_the_model_does_not_put_them_are_refused():
     # a shift on block 2 of layer1 removed: the model would shift there, the checkpoint does not
     state["module.base_model.layer1.1.conv1.weight"] = state.pop("module.base_model.layer1.1.conv1.net.weight")
     with pytest.raises(PortError, match=r"only the model wraps \['layer1.1.conv1'\]"):
-        port_state_dict(state, segments=T, input_size=S)
+        port_state_dict(state, segments=T, shift_div=8, input_size=S)
 
 
 @pytest.mark.parametrize(
@@ -185,10 +186,12 @@ def test_other_architectures_and_contradictions_are_refused(state, options, mess
 def test_the_streaming_demo_layout_is_unidirectional():
     # bare state dict: no 'module.', no 'base_model.', no '.net', classifier named 'classifier'
     state = mobilenet_v2_state(num_classes=27, shifted=False, base="", head="classifier")
-    ported = port_state_dict(state, segments=T, input_size=S)
+    ported = port_state_dict(state, segments=T, shift_div=8, input_size=S)
     assert ported.streaming_demo and ported.model_config["temporal"] == "tsm-online"
     assert len(temporal_modules(ported.model)) == 10
-    assert port_state_dict(state, segments=T, input_size=S, temporal="tsm").model_config["temporal"] == "tsm"
+    assert (
+        port_state_dict(state, segments=T, shift_div=8, input_size=S, temporal="tsm").model_config["temporal"] == "tsm"
+    )
 
 
 def test_tsn_checkpoints_port_without_shifts():
@@ -225,9 +228,11 @@ def test_corrupt_files_give_one_line_errors_and_write_nothing(tmp_path, capsys, 
 def test_a_failing_port_leaves_existing_outputs_alone(tmp_path, capsys):
     good = str(save_npz(tmp_path / "good.npz", mobilenet_v2_state()))
     out = tmp_path / "run"
-    assert main([good, "--out", str(out), "--segments", str(T), "--input-size", str(S)]) == 0
+    assert main([good, "--out", str(out), "--segments", str(T), "--shift-div", "8", "--input-size", str(S)]) == 0
     before = {name: (out / name).read_bytes() for name in os.listdir(out)}
-    assert main([good, "--out", str(out), "--segments", str(T), "--input-size", str(S)]) == 2  # exists
+    assert (
+        main([good, "--out", str(out), "--segments", str(T), "--shift-div", "8", "--input-size", str(S)]) == 2
+    )  # exists
     assert "--force" in capsys.readouterr().err
     broken = mobilenet_v2_state()
     del broken["module.new_fc.bias"]
@@ -238,13 +243,18 @@ def test_a_failing_port_leaves_existing_outputs_alone(tmp_path, capsys):
     labels.write_text("a\nb\nc\nd\ne\n")
     keras_file = tmp_path / "single" / "tsm.keras"
     assert (
-        main([good, "--out", str(keras_file), "--labels", str(labels), "--segments", str(T), "--input-size", str(S)])
+        main(
+            [good, "--out", str(keras_file), "--labels", str(labels), "--segments", str(T), "--shift-div", "8"]
+            + ["--input-size", str(S)]
+        )
         == 0
     )
     assert sorted(os.listdir(keras_file.parent)) == ["config.json", "labels.txt", "tsm.keras"]
     assert json.loads((keras_file.parent / "config.json").read_text())["class_names"] == list("abcde")
     labels.write_text("a\nb\n")
-    assert main([good, "--out", str(tmp_path / "x"), "--labels", str(labels)]) == 2
+    assert (
+        main([good, "--out", str(tmp_path / "x"), "--labels", str(labels), "--segments", "4", "--shift-div", "8"]) == 2
+    )
     assert "has 2 class names; the checkpoint has 5 classes" in capsys.readouterr().err
 
 
@@ -254,3 +264,36 @@ def test_pth_without_torch_says_what_to_install(tmp_path, monkeypatch):
     path.write_bytes(b"PK\x03\x04 not read")
     with pytest.raises(PortError, match=r"needs torch: `pip install -e \.\[port\]`"):
         read_checkpoint(path)
+
+
+def test_settings_come_from_the_run_folder_of_a_training_checkpoint(tmp_path):
+    """The official training script saves RUN_NAME/ckpt.best.pth.tar; the run name carries
+    segments and shift_div, with suffixes the released names do not have."""
+    folder = tmp_path / "TSM_something_RGB_mobilenetv2_shift4_blockres_avg_segment4_e45_cos_mine"
+    path = save_npz(folder / "ckpt.best.npz", mobilenet_v2_state())
+    ported, _ = port_checkpoint(path, tmp_path / "run", input_size=S)
+    assert (ported.model_config["num_segments"], ported.model_config["shift_div"]) == (4, 4)
+    assert f"shift_div=4 (from the folder name {folder.name})" in ported.notes
+    source = json.loads((tmp_path / "run" / "config.json").read_text())["source"]
+    assert source["settings_from"] == f"the folder name {folder.name}" and source["dataset"] == "something"
+
+
+def test_settings_nothing_names_are_asked_for_and_nothing_is_written(tmp_path):
+    path = save_npz(tmp_path / "my_run" / "ckpt.best.npz", mobilenet_v2_state())
+    with pytest.raises(PortError, match="segments is not in the checkpoint's file or folder name.*pass --segments"):
+        port_checkpoint(path, tmp_path / "run", input_size=S)
+    with pytest.raises(PortError, match="shift_div is not .*pass --shift-div"):
+        port_checkpoint(path, tmp_path / "run", input_size=S, segments=4)
+    assert not (tmp_path / "run").exists()
+    # Given, both: ported. A TSN checkpoint needs no shift_div.
+    assert (
+        port_checkpoint(path, tmp_path / "run", input_size=S, segments=4, shift_div=4)[0].model_config["shift_div"] == 4
+    )
+    tsn = save_npz(tmp_path / "tsn" / "ckpt.npz", mobilenet_v2_state(shifted=False))
+    assert port_checkpoint(tsn, tmp_path / "tsn_run", input_size=S, segments=4)[0].model_config["temporal"] == "none"
+
+
+def test_known_published_files_without_settings_in_their_names():
+    hints = name_hints("/downloads/mobilenetv2_jester_online.pth.tar")
+    assert (hints["segments"], hints["shift_div"]) == (8, 8) and "known published file" in hints["source"]
+    assert name_hints("/downloads/model.pth") == {}

@@ -80,7 +80,7 @@ def test_the_wrong_direction_is_far_off(tmp_path):
     clip = clips(64)
     with torch.no_grad():
         expected = net(ref.normalize(clip)).numpy()
-    _, model_path = port_checkpoint(tmp_path / "uni.pth", tmp_path / "run", input_size=64, segments=T)
+    _, model_path = port_checkpoint(tmp_path / "uni.pth", tmp_path / "run", input_size=64, segments=T, shift_div=8)
     assert np.abs(keras_logits(model_path, clip) - expected).max() > 100 * TOLERANCE
 
 
@@ -177,7 +177,9 @@ def test_resnet101_shifts_every_other_block(tmp_path):
     clip = clips(32)
     with torch.no_grad():
         expected = net(ref.normalize(clip)).numpy()
-    ported, model_path = port_checkpoint(tmp_path / "r101.pth", tmp_path / "run", input_size=32, segments=T)
+    ported, model_path = port_checkpoint(
+        tmp_path / "r101.pth", tmp_path / "run", input_size=32, segments=T, shift_div=8
+    )
     assert ported.model_config["backbone"] == "resnet101_tv"
     difference = np.abs(keras_logits(model_path, clip) - expected).max()
     print(f"resnet101-blockres: max |keras - torch| = {difference:.2e} (logits up to {np.abs(expected).max():.2f})")
@@ -190,4 +192,4 @@ def test_cli_ports_and_reports(tmp_path, capsys):
     ref.save_official(net, path, "mobilenetv2")
     assert main([str(path), "--out", str(tmp_path / "run"), "--input-size", "64", "--segments", str(T)]) == 0
     out = capsys.readouterr().out
-    assert "ported 262 tensors" in out and "segments=4 (given; the file name says 8)" in out
+    assert "ported 262 tensors" in out and f"segments=4 (given; the file name {path.name} says 8)" in out

@@ -28,7 +28,7 @@ class Checkpoint:
         state: tensor name -> array, names as saved (with any 'module.' prefix).
         meta: scalar fields saved beside the state dict ('epoch', 'arch', 'best_prec1').
         bare: the file held a bare state dict rather than {'state_dict': ...}.
-        name_hints: what the official file name pattern says (`parse_file_name`).
+        name_hints: what the file or folder name says (`name_hints`).
     """
 
     state: dict
@@ -37,25 +37,43 @@ class Checkpoint:
     name_hints: dict = dataclasses.field(default_factory=dict)
 
 
-# TSM_{dataset}_{RGB|Flow}_{arch}_shift{div}_{place}[_tpool]_{consensus}_segment{T}_e{E}[_dense][_nl].pth
-# (TSN baselines have no shift part.)
-_FILE_NAME = re.compile(
+# The official training script names a run (its folder, and the released files) as
+#   TSM_{dataset}_{modality}_{arch}[_shift{div}_{place}][_tpool]_{consensus}_segment{T}_e{E}
+# then appends, in order: _{pretrain} (not ImageNet), _{lr_type} (e.g. _cos), _dense, _nl and
+# a free _{suffix}. Released files are that name + ".pth"; a training run saves
+# {name}/ckpt.pth.tar and {name}/ckpt.best.pth.tar. (TSN baselines have no shift part.)
+_RUN_NAME = re.compile(
     r"^TSM_(?P<dataset>[A-Za-z0-9]+)_(?P<modality>RGB|Flow|RGBDiff)_(?P<arch>[A-Za-z0-9]+)"
     r"(?:_shift(?P<shift_div>\d+)_(?P<shift_place>blockres|block))?(?P<tpool>_tpool)?"
-    r"_(?P<consensus>[A-Za-z]+)_segment(?P<segments>\d+)_e(?P<epochs>\d+)"
-    r"(?P<dense>_dense)?(?P<non_local>_nl)?\.(?:pth|pth\.tar|npz)$"
+    r"_(?P<consensus>[A-Za-z]+)_segment(?P<segments>\d+)_e(?P<epochs>\d+)(?P<suffixes>(?:_.+)?)$"
 )
+_EXTENSIONS = (".pth.tar", ".pth", ".tar", ".npz")
+
+# Published files whose name does not carry their settings, and what they are.
+KNOWN_FILES = {
+    # The online demo's MobileNetV2 (Jester): trained on 8 segments, 1/8 of the channels shifted.
+    "mobilenetv2_jester_online.pth.tar": {"segments": 8, "shift_div": 8},
+}
 
 
-def parse_file_name(path):
-    """What an official checkpoint file name says; {} when it does not follow the pattern.
+def parse_run_name(name):
+    """What an official run or file name says; {} when it does not follow the pattern.
 
-    >>> parse_file_name("TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment8_e50.pth")["segments"]
+    >>> parse_run_name("TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment8_e50.pth")["segments"]
     8
+    >>> hints = parse_run_name("TSM_something_RGB_resnet50_shift4_blockres_avg_segment16_e45_cos_mine")
+    >>> hints["shift_div"], hints["segments"], hints["suffixes"]
+    (4, 16, ['cos', 'mine'])
     """
-    match = _FILE_NAME.match(os.path.basename(str(path)))
+    stem = os.path.basename(str(name).rstrip("/"))
+    for extension in _EXTENSIONS:
+        if stem.endswith(extension):
+            stem = stem[: -len(extension)]
+            break
+    match = _RUN_NAME.match(stem)
     if not match:
         return {}
+    suffixes = match["suffixes"].split("_")[1:]
     hints = {
         "dataset": match["dataset"],
         "modality": match["modality"],
@@ -65,12 +83,29 @@ def parse_file_name(path):
         "segments": int(match["segments"]),
         "epochs": int(match["epochs"]),
         "tpool": bool(match["tpool"]),
-        "dense": bool(match["dense"]),
-        "non_local": bool(match["non_local"]),
+        "dense": "dense" in suffixes,
+        "non_local": "nl" in suffixes,
+        "suffixes": [token for token in suffixes if token not in ("dense", "nl")],
     }
     if match["shift_div"] is not None:
         hints.update(shift_div=int(match["shift_div"]), shift_place=match["shift_place"])
     return hints
+
+
+def name_hints(path):
+    """What the checkpoint's name says about its settings, and where that came from: the
+    file name, else the folder name (`TSM_.../ckpt.best.pth.tar`), else the table of
+    known published files. {} when none of them says anything."""
+    path = os.path.abspath(str(path))
+    for source, name in (
+        ("file name", os.path.basename(path)),
+        ("folder name", os.path.basename(os.path.dirname(path))),
+    ):
+        hints = parse_run_name(name)
+        if hints:
+            return {**hints, "source": f"the {source} {name}"}
+    known = KNOWN_FILES.get(os.path.basename(path))
+    return {**known, "source": f"the known published file {os.path.basename(path)}"} if known else {}
 
 
 def read_checkpoint(path):
@@ -93,7 +128,7 @@ def read_checkpoint(path):
     else:
         content = _read_torch(path)
     checkpoint = _unwrap(path, content)
-    checkpoint.name_hints = parse_file_name(path)
+    checkpoint.name_hints = name_hints(path)
     return checkpoint
 
 

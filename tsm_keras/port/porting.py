@@ -5,8 +5,10 @@ What the model is comes from three sources, most trusted first:
    shift is and whether time is pooled (the `.net` wrappers);
 2. the caller (`--segments`, `--shift-div`, `--temporal`, `--input-size`): what tensors
    cannot say;
-3. the official file name pattern (segments, shift_div; checked against the tensors).
-Anything the caller or the file name claims that the tensors contradict is an error.
+3. the official run name, in the file name or else the folder name (`TSM_.../ckpt.pth.tar`),
+   or a table of known published files (segments, shift_div; checked against the tensors).
+Anything the caller or the name claims that the tensors contradict is an error, and a
+setting that changes the outputs but that nothing says (segments, shift_div) is asked for.
 """
 
 import dataclasses
@@ -73,13 +75,14 @@ def port_state_dict(
 
     Args:
         state: the state dict, names as saved ('module.base_model...' or bare).
-        name_hints: `parse_file_name` of the file, if any.
+        name_hints: `name_hints(path)` of the file, if any.
         meta: the checkpoint's 'arch', 'epoch', 'best_prec1'.
         arch: 'resnet50', 'resnet101' or 'mobilenetv2' (or a tsm_keras preset name):
             checked against the tensors.
         num_classes: checked against the classifier.
-        segments: frames per clip T (default: the file name's, else 8).
-        shift_div: default: the file name's, else 8.
+        segments: frames per clip T. Default: what the file or folder name says; when
+            neither says, PortError (the tensors cannot tell it).
+        shift_div: as `segments` (not needed for a TSN checkpoint).
         shift_place: 'blockres' or 'block': checked against the tensors.
         temporal_pool: True / False: checked against the tensors.
         temporal: 'tsm' (bidirectional), 'tsm-online' (unidirectional) or 'none'; default:
@@ -123,8 +126,14 @@ def port_state_dict(
     elif temporal != "none" and not place and not demo:
         raise PortError(f"temporal={temporal!r} but the checkpoint has no temporal shift (a TSN model)")
 
-    segments = _pick("segments", segments, hints, 8, notes)
-    div = _pick("shift_div", shift_div, hints, DEFAULT_SHIFT_DIV, notes)
+    segments = _pick("segments", segments, hints, "--segments", notes)
+    if temporal == "none":
+        div = DEFAULT_SHIFT_DIV  # no shift: the value is never used
+    elif demo and shift_div is None and "shift_div" not in hints:
+        div = DEFAULT_SHIFT_DIV
+        notes.append(f"shift_div={div} (the streaming demo's network)")
+    else:
+        div = _pick("shift_div", shift_div, hints, "--shift-div", notes)
     if demo and div != DEFAULT_SHIFT_DIV:
         raise PortError(f"the streaming demo's model shifts 1/8 of the channels. Received: shift_div={div}")
     input_size = 224 if input_size is None else input_size
@@ -149,16 +158,20 @@ def port_state_dict(
     return Ported(model, model_config, tensors, notes, demo)
 
 
-def _pick(key, value, hints, default, notes):
+def _pick(key, value, hints, option, notes):
+    """A setting the tensors cannot tell: given, or from the checkpoint's name; never guessed."""
+    said, source = hints.get(key), hints.get("source", "the file name")
     if value is not None:
-        if key in hints and hints[key] != value:
-            notes.append(f"{key}={value} (given; the file name says {hints[key]})")
+        if said is not None and said != value:
+            notes.append(f"{key}={value} (given; {source} says {said})")
         return value
-    if key in hints:
-        notes.append(f"{key}={hints[key]} (from the file name)")
-        return hints[key]
-    notes.append(f"{key}={default} (default: not in the file name)")
-    return default
+    if said is not None:
+        notes.append(f"{key}={said} (from {source})")
+        return said
+    raise PortError(
+        f"{key} is not in the checkpoint's file or folder name, and the tensors cannot tell it "
+        f"(it changes the outputs): pass {option}"
+    )
 
 
 def _check_claims(layout, hints, meta, arch, num_classes):
@@ -198,18 +211,19 @@ def _check_placement(layout, hints, place, pooled, shift_place, temporal_pool, d
             else "the checkpoint pools over time (layer2.net.*): it is a TSM+TP model"
         )
     if "shift" in hints:
+        name = hints.get("source", "the file name")
         if hints["shift"] and not place:
             raise PortError(
-                f"the file name says shift{hints['shift_div']}_{hints['shift_place']} but the "
+                f"{name} says shift{hints['shift_div']}_{hints['shift_place']} but the "
                 "checkpoint has no shifted ('.net') tensors"
             )
         if hints["shift"] and hints["shift_place"] != place:
-            raise PortError(f"the file name says {hints['shift_place']!r} but the checkpoint shifts as {place!r}")
+            raise PortError(f"{name} says {hints['shift_place']!r} but the checkpoint shifts as {place!r}")
         if not hints["shift"] and place:
-            raise PortError("the file name says TSN (no shift) but the checkpoint has shifted ('.net') tensors")
+            raise PortError(f"{name} says TSN (no shift) but the checkpoint has shifted ('.net') tensors")
         if hints["tpool"] != pooled:
             raise PortError(
-                "the file name and the tensors disagree on temporal pooling "
+                f"{name} and the tensors disagree on temporal pooling "
                 f"(file name: {'tpool' if hints['tpool'] else 'none'}, tensors: {'tpool' if pooled else 'none'})"
             )
 
@@ -286,8 +300,10 @@ def _source(path, checkpoint, ported):
         "tensors": ported.tensors,
         **checkpoint.meta,
     }
-    if hints:
+    if "dataset" in hints:
         source.update(dataset=hints["dataset"], sampling="dense" if hints["dense"] else "segments")
+    if hints:
+        source["settings_from"] = hints["source"]
     if ported.streaming_demo or ported.model_config["temporal"] == "tsm-online":
         source["streaming"] = "unidirectional shifts: convert.py can make the per-frame streaming model"
     return source
