@@ -91,7 +91,8 @@ def test_float_tam_clip_models_match_keras_with_builtins(tam_models, tam_float, 
 def test_tam_state_is_the_whole_block_input_of_the_previous_frame(tam_models, tam_stream):
     layers = temporal_modules(tam_models["tam-online"], TemporalAggregation)
     specs = state_specs(tam_stream)
-    assert [s.name for s in specs] == [layer.name for layer in layers] and len(specs) == 10
+    assert [s.name for s in specs] == [f"state_{i:02d}_{layer.name}" for i, layer in enumerate(layers)]
+    assert len(specs) == 10
     assert all(spec.shape[-1] == layer.kernel.shape[1] for spec, layer in zip(specs, layers))  # all C channels
     assert specs[0].shape == (S // 4, S // 4, layers[0].kernel.shape[1])
 

@@ -173,7 +173,7 @@ def test_tam_online_models_export_and_stream_like_tsm(test_clips, calibration_cl
 
     model = tiny_classifier("tam-online", seed=1)
     stream = build_streaming_model(model, batch_size=1)
-    assert [s.name for s in state_specs(stream)][:2] == ["block_2_tam", "block_4_tam"]
+    assert [s.name for s in state_specs(stream)][:2] == ["state_00_block_2_tam", "state_01_block_4_tam"]
     clip = ClipRunner(convert(model, CLIP, FLOAT32))
     assert clip_vs_keras(clip, model, test_clips) <= 1e-4
     state = convert(stream, STREAM_STATE, FLOAT32)

@@ -56,10 +56,12 @@ def test_states_are_named_4d_buffers_of_the_shifted_channels(online):
     stream = build_streaming_model(online, batch_size=1)
     specs = state_specs(stream)
     shifts = temporal_modules(online)
-    assert [s.name for s in specs] == [layer.name for layer in shifts]
+    # Named in network order, so that the names sort in network order (block_11 after block_9).
+    assert [s.name for s in specs] == [f"state_{i:02d}_{layer.name}" for i, layer in enumerate(shifts)]
+    assert sorted(s.name for s in specs) == [s.name for s in specs]
     backbone = online.get_layer("backbone")
-    for spec in specs:
-        block = spec.name.replace("_shift", "_expand")
+    for spec, layer in zip(specs, shifts):
+        block = layer.name.replace("_shift", "_expand")
         channels = backbone.get_layer(block).input.shape[-1]
         height = backbone.get_layer(block).input.shape[1]
         assert spec.shape == (height, height, channels // 8), spec
@@ -134,7 +136,7 @@ def test_any_layer_with_the_streaming_protocol_streams():
     clips = smooth_clips(1, seed=4)
     stream = build_streaming_model(model)
     specs = state_specs(stream)
-    assert len(specs) == 10 and specs[0] == StateSpec("block_2_expand_blend", (8, 8, 8))
+    assert len(specs) == 10 and specs[0] == StateSpec("state_00_block_2_expand_blend", (8, 8, 8))
     logits, _ = run_frames(stream, clips[0])
     np.testing.assert_allclose(logits.mean(axis=0), np.asarray(model(clips))[0], rtol=1e-4, atol=1e-5)
 

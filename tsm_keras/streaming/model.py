@@ -46,8 +46,10 @@ class StateSpec:
     """One named buffer of the streaming model.
 
     Attributes:
-        name: the name of the temporal layer that owns it (also the name of the input and
-            the output of the streaming model that carry it).
+        name: `state_NN_<layer>`: the name of the input and of the output of the streaming
+            model that carry it, where NN is the owning temporal layer's position in the
+            network (00 first) and <layer> its name. Names therefore sort in network order,
+            as TFLite lists a signature's inputs (block_11 would sort before block_2).
         shape: its shape without the batch axis, (h, w, c): NHWC, 4-D with the batch, so
             that every TFLite delegate can hold it.
         dtype: its dtype.
@@ -97,6 +99,11 @@ def streaming_modules(model):
     return temporal
 
 
+def state_name(index, layer_name):
+    """The name of the buffer of the `index`-th temporal layer: `state_03_block_7_shift`."""
+    return f"state_{index:02d}_{layer_name}"
+
+
 def build_streaming_model(model, batch_size=None, name=None):
     """The per-frame model of a causal video classifier, sharing all of its weights.
 
@@ -130,13 +137,17 @@ def build_streaming_model(model, batch_size=None, name=None):
     frame = keras.Input(batch_shape=(batch_size,) + tuple(clip_shape[2:]), name=FRAME)
     states, new_states = {}, {}
 
+    seen = set()
+
     def temporal(layer, x):
-        if layer.name in states:
+        if layer.name in seen:
             raise ValueError(f"temporal layer '{layer.name}' is used twice: its state would be ambiguous")
+        seen.add(layer.name)
+        name = state_name(len(states), layer.name)
         shape = tuple(int(d) for d in layer.state_shape(tuple(x.shape[1:])))
-        state = keras.Input(batch_shape=(batch_size,) + shape, name=layer.name, dtype=x.dtype)
+        state = keras.Input(batch_shape=(batch_size,) + shape, name=name, dtype=x.dtype)
         output, new_state = layer.step(x, state)
-        states[layer.name], new_states[layer.name] = state, new_state
+        states[name], new_states[name] = state, new_state
         return output
 
     logits = _replay(model, frame, temporal)
