@@ -371,7 +371,7 @@ def _int8_gate(int8, val_clips, val_labels, float_logits, max_drop, log):
             }
         )
         log(f"int8 {kind} top-1 {accuracy:.2f} (float {reference:.2f})")
-        if reference - accuracy > max_drop + 1e-9:  # rounding: 96.2 - 95.2 is 1.0000000000000142
+        if reference - accuracy > max_drop + 1e-9:  # 481 vs 476 of 500 clips: a 1.0000000000000142 drop
             int8.problems.append(
                 f"{name} top-1 {accuracy:.2f} is {reference - accuracy:.2f} points below float {reference:.2f}"
             )
