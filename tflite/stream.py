@@ -47,10 +47,10 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     import cv2
+    from stream_app import StreamingClassifier, frames_of, open_capture, run_video  # tflite/stream_app.py
 
     from tsm_keras.data.labels import read_labels
     from tsm_keras.export.runtime import ModelKindError, StreamRunner
-    from tsm_keras.streaming.demo import StreamingClassifier, frames_of, open_capture, run_video
 
     try:
         runner = StreamRunner(args.model, threads=args.threads)

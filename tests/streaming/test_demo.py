@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 
 from tsm_keras.export.runtime import ModelKindError, StreamRunner
-from tsm_keras.streaming.demo import (
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tflite"))  # the streaming app lives next to tflite/stream.py
+
+from stream_app import (  # noqa: E402
     Smoother,
     StreamingClassifier,
     frames_of,
@@ -16,7 +20,6 @@ from tsm_keras.streaming.demo import (
     run_video,
 )
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LABELS = ["waving", "clapping", "nothing"]
 
 

@@ -1,4 +1,4 @@
-"""The streaming demo: OpenCV frames -> a streaming .tflite frame by frame -> smoothed top class.
+"""The streaming app: OpenCV frames -> a streaming .tflite frame by frame -> smoothed top class.
 
 Each camera or video frame is cropped to a centred square, resized to the model's input
 size and converted BGR -> RGB; the streaming model gives this frame's logits; the logits of
