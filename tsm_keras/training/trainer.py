@@ -70,41 +70,19 @@ DEFAULTS = {f.name: f.default for f in dataclasses.fields(FitOptions)}
 # augmentation (the whole 80 px frame resized to 64): a from-scratch model on 2,000 clips
 # underfits, and the multi-scale crop slowed learning. Causal TSM (it streams, so the run goes
 # on to int8 streaming models). Every choice and its measurements: docs/synthetic.md.
-DEMO = dict(
-    temporal="tsm-online",
-    width=0.35,
-    segments=8,
-    input_size=64,
-    epochs=20,
-    batch_size=16,
-    lr=0.008,
-    warmup_epochs=1,
-    weight_decay=1e-4,
-    dropout=0.5,
-    crop_scales=(1.0,),
-    optimizer="adam",
-    weights="none",
-)
+# The two profiles read as tables: no formatter.
+# fmt: off
+DEMO = dict(temporal="tsm-online", width=0.35, segments=8, input_size=64, epochs=20, batch_size=16, lr=0.008,
+            warmup_epochs=1, weight_decay=1e-4, dropout=0.5, crop_scales=(1.0,), optimizer="adam", weights="none")
 # Both profiles: the architecture's defaults (the demo's shift_div is set in `resolve`).
 COMMON = dict(backbone="mobilenet_v2", shift_place="blockres", temporal_pool=False)
 # The settings that fine-tuning (--tune-from) takes from the run it starts from, unless given.
 ARCHITECTURE = ("backbone", "width", "temporal", "shift_div", "shift_place", "temporal_pool")
 # A user's data: the reference recipe (docs/reference.md, "Training recipes"), from ImageNet weights.
-RECIPE = dict(
-    temporal="tsm",
-    width=1.0,
-    segments=8,
-    input_size=224,
-    epochs=50,
-    batch_size=64,
-    lr=0.01,
-    warmup_epochs=5,
-    weight_decay=5e-4,
-    dropout=0.5,
-    crop_scales=SCALES,
-    optimizer="sgd",
-    weights="imagenet",
-)
+RECIPE = dict(temporal="tsm", width=1.0, segments=8, input_size=224, epochs=50, batch_size=64, lr=0.01,
+              warmup_epochs=5, weight_decay=5e-4, dropout=0.5, crop_scales=SCALES, optimizer="sgd",
+              weights="imagenet")
+# fmt: on
 
 
 def resolve(options):
