@@ -1,14 +1,11 @@
 import doctest
-import importlib.util
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.backends import needs_jax, run_on_jax
 from tests.reference import frames_that_differ, temporal_aggregation
 from tsm_keras.layers import TemporalAggregation, TemporalShift
 from tsm_keras.layers import temporal_aggregation as temporal_aggregation_module
@@ -243,7 +240,7 @@ def test_docstring_example_runs():
     assert result.attempted >= 4 and result.failed == 0
 
 
-@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
+@needs_jax
 def test_aggregation_runs_on_the_jax_backend():
     # The Keras backend is chosen per process: run the check in a fresh one.
     code = (
@@ -259,13 +256,4 @@ def test_aggregation_runs_on_the_jax_backend():
         "np.testing.assert_array_equal(np.asarray(st), x[:1]);"
         "print('jax ok')"
     )
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "jax ok" in result.stdout
+    run_on_jax(code)

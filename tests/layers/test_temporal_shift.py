@@ -1,13 +1,9 @@
-import importlib.util
-import os
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.backends import needs_jax, run_on_jax
 from tests.reference import frames_that_differ, temporal_shift
 from tsm_keras.layers import TemporalShift
 
@@ -127,7 +123,7 @@ def test_dynamic_spatial_size_under_tf_function():
     np.testing.assert_array_equal(fn(x).numpy(), temporal_shift(x, 4, 4))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
+@needs_jax
 def test_runs_on_the_jax_backend():
     # The Keras backend is chosen per process: run the check in a fresh one.
     code = (
@@ -138,13 +134,4 @@ def test_runs_on_the_jax_backend():
         "[np.testing.assert_array_equal(np.asarray(TemporalShift(4, 8, m)(x)), temporal_shift(x, 4, 8, m))"
         " for m in ('bidirectional', 'unidirectional')]; print('jax ok')"
     )
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "jax ok" in result.stdout
+    run_on_jax(code)
