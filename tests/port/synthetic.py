@@ -7,6 +7,8 @@ the classifier 'new_fc'); values are random.
 
 import numpy as np
 
+# MobileNetV2's published block table, written here again on purpose: the test data must not be
+# derived from the library it checks (tsm_keras/models/torchvision_backbones.py has its own copy).
 MOBILENET_SETTINGS = (
     (1, 16, 1, 1),
     (6, 24, 2, 2),

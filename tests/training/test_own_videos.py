@@ -75,7 +75,7 @@ def test_a_fine_tuned_causal_run_on_own_videos_streams_them(own_videos, tmp_path
     """The fine-tuning recipe (lr 0.001, partial BN, head lr x5) from another run's weights,
     causal so that it streams, in mixed precision: fit -> evaluate -> convert --int8 ->
     benchmark and stream, each command as the previous one printed it."""
-    source = write_source_run(tmp_path / "ported run")
+    write_source_run(tmp_path / "ported run")
     out = tmp_path / "my runs" / "tuned"
     printed = fit(
         own_videos,
@@ -95,7 +95,6 @@ def test_a_fine_tuned_causal_run_on_own_videos_streams_them(own_videos, tmp_path
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["temporal"] == "tsm-online" and config["model"]["partial_bn"]  # the source's module
     assert f"weight tensors from {tmp_path / 'ported run'}; a new classifier for 3 classes" in printed
-    assert len(source.weights) > 100
     evaluated, converted = run_next_commands(printed, out)
     assert "wave hello" in evaluated.stdout
     tflite = out / "tflite"
