@@ -5,6 +5,10 @@
 One clip of T frames per call, the models called alternately, medians over repeats, with
 and without XLA. The paper measured about 3% for shifting a quarter of the channels.
 
+`--layer`: the shift layer alone in training, forward and backward, on a ResNet-50 stage-1
+tensor (8 frames x 56 x 56 x 256): the layer (its gradient is the opposite shift, written out)
+against the same slices and concatenations differentiated by TensorFlow, and a plain copy.
+
 A third twin, "copy", puts a plain copy (x times a scalar variable equal to 1) where each shift
 goes: one read and one write of every shifted tensor, the least that any shift that materialises
 its output can cost. Its ratio to TSN is the floor of the TSM ratio on this machine.
@@ -23,6 +27,8 @@ import numpy as np
 import tensorflow as tf
 from _timing import alternate, median_ms, print_table, spread_ms
 
+from tsm_keras.layers import TemporalShift
+from tsm_keras.layers.temporal_shift import shift_clips
 from tsm_keras.models import build_video_classifier
 from tsm_keras.models.insertion import module_name
 
@@ -45,13 +51,57 @@ def compiled(model, xla):
     return tf.function(lambda x: model(x, training=False), jit_compile=xla)
 
 
+def layer_in_training(repeats, frames=8, size=56, channels=256):
+    """Forward + backward of one shift: the layer, TensorFlow's autodiff of the same ops, a copy."""
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(frames, size, size, channels)), tf.float32)
+    upstream = tf.constant(rng.normal(size=x.shape), tf.float32)
+    layer = TemporalShift(frames, 8)
+
+    def autodiff(v):
+        clips = tf.reshape(v, (-1, frames, size * size, channels))
+        return tf.reshape(shift_clips(clips, channels // 8, (+1, -1)), tf.shape(v))
+
+    def gradient_of(fn):
+        @tf.function
+        def step(v):
+            with tf.GradientTape() as tape:
+                tape.watch(v)
+                loss = tf.reduce_sum(fn(v) * upstream)
+            return tape.gradient(loss, v)
+
+        return lambda: step(x).numpy()
+
+    fns = {"layer": gradient_of(layer), "autodiff": gradient_of(autodiff), "copy": gradient_of(lambda v: v * 1.0)}
+    np.testing.assert_array_equal(fns["layer"](), fns["autodiff"]())  # the same numbers
+    times = alternate(fns, repeats)
+    print(
+        f"\nThe shift alone in training (forward + backward), {frames} x {size} x {size} x {channels}, "
+        f"TensorFlow {tf.__version__} on CPU ({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}), "
+        f"median ± IQR of {repeats} alternating runs\n"
+    )
+    rows = [
+        [
+            name,
+            f"{median_ms(times[name]):.1f} ± {spread_ms(times[name]):.1f}",
+            f"{median_ms(times[name]) / median_ms(times['copy']):.2f}",
+        ]
+        for name in fns
+    ]
+    print_table(["shift", "ms", "/ copy"], rows)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--backbones", nargs="+", default=["mobilenet_v2", "resnet50"])
+    parser.add_argument("--layer", action="store_true", help="the shift layer alone, forward and backward")
     args = parser.parse_args(argv)
+    if args.layer:
+        layer_in_training(args.repeats)
+        return
 
     clip = tf.constant(np.random.default_rng(0).uniform(0, 255, (1, args.frames, args.size, args.size, 3)), tf.float32)
     rows = []

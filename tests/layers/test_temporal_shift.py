@@ -125,13 +125,17 @@ def test_dynamic_spatial_size_under_tf_function():
 
 @needs_jax
 def test_runs_on_the_jax_backend():
-    # The Keras backend is chosen per process: run the check in a fresh one.
+    # The Keras backend is chosen per process: run the check in a fresh one. The gradient is
+    # the layer's own (the opposite shift), so it is checked on JAX too.
     code = (
-        "import numpy as np, keras; from tsm_keras.layers import TemporalShift;"
+        "import jax, numpy as np, keras; from tsm_keras.layers import TemporalShift;"
         "from tests.reference import temporal_shift, frames_that_differ;"
         "assert keras.backend.backend() == 'jax';"
-        "x = frames_that_differ(2, 4, 3, 3, 16);"
+        "x = frames_that_differ(2, 4, 3, 3, 16); w = frames_that_differ(2, 4, 3, 3, 16, seed=1);"
         "[np.testing.assert_array_equal(np.asarray(TemporalShift(4, 8, m)(x)), temporal_shift(x, 4, 8, m))"
-        " for m in ('bidirectional', 'unidirectional')]; print('jax ok')"
+        " for m in ('bidirectional', 'unidirectional')];"
+        "[np.testing.assert_array_equal(np.asarray(jax.grad(lambda v: (TemporalShift(4, 8, m)(v) * w).sum())(x)),"
+        " temporal_shift(w, 4, 8, m, transpose=True)) for m in ('bidirectional', 'unidirectional')];"
+        "print('jax ok')"
     )
     run_on_jax(code)

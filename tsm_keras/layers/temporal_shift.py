@@ -10,9 +10,32 @@ UNIDIRECTIONAL = "unidirectional"
 MODES = (BIDIRECTIONAL, UNIDIRECTIONAL)
 
 
+# Where each moved slice of channels reads, as a time offset: +1 the next frame, -1 the previous.
+_OFFSETS = {BIDIRECTIONAL: (+1, -1), UNIDIRECTIONAL: (-1,)}
+
+
 def shift_fold(channels, shift_div):
     """Number of channels in each shifted slice: `channels // shift_div`."""
     return channels // shift_div
+
+
+def shift_clips(clips, fold, offsets):
+    """Clips `(B, T, P, C)`: channels `[i * fold, (i + 1) * fold)` of frame t take frame
+    t + offsets[i] (zeros past either end); the channels after the moved slices are unchanged.
+    """
+    # Slice + concat with explicit zero frames, not a roll: the ends are padded with zeros
+    # (never wrap-around), and all of these map to int8 TFLite builtins. Each moved slice is
+    # cut in time and channels by one slice op.
+    zero = ops.zeros_like(clips[:, :1, :, :fold])
+    parts = []
+    for i, offset in enumerate(offsets):
+        channels = slice(i * fold, (i + 1) * fold)
+        if offset == +1:
+            parts.append(ops.concatenate([clips[:, 1:, :, channels], zero], axis=1))
+        else:
+            parts.append(ops.concatenate([zero, clips[:, :-1, :, channels]], axis=1))
+    parts.append(clips[:, :, :, len(offsets) * fold :])
+    return ops.concatenate(parts, axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="tsm_keras")
@@ -72,26 +95,26 @@ class TemporalShift(TemporalLayer):
         self.check_shape(x.shape)
         _, height, width, channels = x.shape
         fold = shift_fold(channels, self.shift_div)
-        t = self.num_segments
-        # A 4-D view (B, T, H*W, C): the shift needs only the time and channel axes, and
-        # 4-D tensors keep every TFLite kernel and delegate available.
+        offsets = _OFFSETS[self.mode]
         if height is None or width is None:
             height, width = ops.shape(x)[1], ops.shape(x)[2]
-        clips = ops.reshape(x, (-1, t, height * width, channels))
-        # Slice + concat with explicit zero frames, not a roll: the ends are padded with
-        # zeros (never wrap-around), and all of these map to int8 TFLite builtins.
-        # Each moved slice is cut in time and channels by one slice op.
-        zero = ops.zeros_like(clips[:, :1, :, :fold])
-        if self.mode == BIDIRECTIONAL:
-            # [0, fold): frame t <- frame t+1;  [fold, 2 fold): frame t <- frame t-1.
-            from_future = ops.concatenate([clips[:, 1:, :, :fold], zero], axis=1)
-            from_past = ops.concatenate([zero, clips[:, :-1, :, fold : 2 * fold]], axis=1)
-            shifted = ops.concatenate([from_future, from_past, clips[:, :, :, 2 * fold :]], axis=-1)
-        else:
-            # [0, fold): frame t <- frame t-1.
-            from_past = ops.concatenate([zero, clips[:, :-1, :, :fold]], axis=1)
-            shifted = ops.concatenate([from_past, clips[:, :, :, fold:]], axis=-1)
-        return ops.reshape(shifted, ops.shape(x))
+        # A 4-D view (B, T, H*W, C): the shift needs only the time and channel axes, and
+        # 4-D tensors keep every TFLite kernel and delegate available.
+        view = (-1, self.num_segments, height * width, channels)
+
+        # The shift is a permutation with zeros, so its gradient is the opposite shift. Said
+        # explicitly, the backward pass is one shift as well; TensorFlow's own gradient of the
+        # slices and concatenations took 3x longer (docs/benchmarks.md, "The shift in training").
+        @ops.custom_gradient
+        def shift(x):
+            def gradient(*args, upstream=None):
+                upstream = args[0] if upstream is None else upstream
+                moved = shift_clips(ops.reshape(upstream, view), fold, [-o for o in offsets])
+                return ops.reshape(moved, ops.shape(upstream))
+
+            return ops.reshape(shift_clips(ops.reshape(x, view), fold, offsets), ops.shape(x)), gradient
+
+        return shift(x)
 
     # Streaming: only the causal mode streams; the state is the first `fold` channels of
     # the previous frame.
