@@ -17,7 +17,7 @@ from tsm_keras.data.augment import SCALES
 from tsm_keras.models import build_video_classifier, parameter_overhead, temporal_modules
 from tsm_keras.training.callbacks import checkpoints, read_history
 from tsm_keras.training.evaluation import evaluate_run
-from tsm_keras.training.trainer import resolve, train
+from tsm_keras.training.trainer import _choose_xla, resolve, train
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,6 +111,25 @@ def test_the_demo_trains_a_streamable_model_and_user_data_the_reference_tsm(tiny
     assert resolve(parse_args(["--temporal", "tsm"])).shift_div == 8
     assert resolve(parse_args(["--data", str(tiny_data), "--temporal", "tsm-online"])).shift_div == 8
     assert resolve(parse_args(["--shift-div", "8"])).shift_div == 8
+
+
+def test_the_step_is_compiled_the_way_measured_faster_unless_asked():
+    # On this CPU (benchmarks/vs_pytorch.py, docs/benchmarks.md): XLA for ResNets, graph mode for MobileNetV2.
+    chosen = {}
+    for args in ([], ["--backbone", "resnet50"], ["--backbone", "resnet50", "--no-xla"], ["--xla"]):
+        o = resolve(parse_args(args))
+        message = _choose_xla(o)
+        chosen[" ".join(args)] = o.xla
+        assert message.startswith("XLA") == o.xla
+    assert chosen == {"": False, "--backbone resnet50": True, "--backbone resnet50 --no-xla": False, "--xla": True}
+
+
+def test_a_run_resumes_with_the_step_compiled_another_way(tiny_run, tiny_data, capsys):
+    # XLA or not changes the speed, not the numbers: not a reason to refuse the run directory.
+    _, run_dir, _ = tiny_run
+    summary, _, _ = train(parse_args(fit_args(tiny_data, run_dir, "--epochs", "2", "--xla")), log=print)
+    assert "training step: XLA (as asked)" in capsys.readouterr().out
+    assert summary["top1"] >= 0
 
 
 def test_killed_run_resumes_after_its_last_epoch(tiny_data, tmp_path):

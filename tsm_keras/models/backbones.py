@@ -32,6 +32,8 @@ class Backbone:
         signed_block_inputs: the inputs of the residual branches (where temporal modules
             go) can be negative: MobileNetV2's linear bottlenecks, unlike ResNet's post-ReLU
             block inputs. A module that ends in a ReLU (TAM's) would clip them.
+        xla_on_cpu: XLA runs its training step faster than TensorFlow's graph mode on a CPU
+            (measured with benchmarks/vs_pytorch.py; training/fit.py's default there).
     """
 
     build: Callable
@@ -44,6 +46,7 @@ class Backbone:
     has_width: bool = False
     pool_before: Optional[str] = None
     signed_block_inputs: bool = False
+    xla_on_cpu: bool = False
 
 
 def _mobilenet_v2(input_shape, weights, width):
@@ -81,6 +84,7 @@ _KERAS_RESNET = dict(
     std=(1.0, 1.0, 1.0),
     reverse_channels=True,
     pool_before="conv3_block1_1_conv",
+    xla_on_cpu=True,
 )
 
 BACKBONES = {
@@ -101,12 +105,14 @@ BACKBONES = {
         mean=IMAGENET_MEAN_RGB,
         std=IMAGENET_STD_RGB,
         pool_before="conv3_block1_1_conv",
+        xla_on_cpu=True,
     ),
     "resnet101_tv": Backbone(
         build=_torchvision(functools.partial(torchvision_resnet, 101)),
         mean=IMAGENET_MEAN_RGB,
         std=IMAGENET_STD_RGB,
         pool_before="conv3_block1_1_conv",
+        xla_on_cpu=True,
     ),
     "mobilenet_v2_tv": Backbone(
         build=_torchvision(torchvision_mobilenet_v2), mean=IMAGENET_MEAN_RGB, std=IMAGENET_STD_RGB

@@ -56,7 +56,7 @@ class FitOptions:
     weights: Optional[str] = None
     tune_from: Optional[str] = None  # a run directory (trained or ported): all weights but the classifier
     mixed_precision: bool = False
-    xla: bool = False
+    xla: Optional[bool] = None  # None: the faster mode measured for the backbone and device (`_choose_xla`)
     tpu: Optional[str] = None
     seed: int = 0
     out: Optional[str] = None
@@ -209,6 +209,19 @@ def _describe(o):
     return f"{module} on {o.backbone}{width}, {o.segments} frames of {o.input_size} px"
 
 
+def _choose_xla(o):
+    """Sets `o.xla` when not given: XLA where it was measured faster. Returns what to tell the user."""
+    if o.xla is not None:
+        return ("XLA" if o.xla else "graph mode") + " (as asked)"
+    gpu = bool(tf.config.list_logical_devices("GPU"))
+    o.xla = BACKBONES[o.backbone].xla_on_cpu and not gpu
+    if gpu:  # no GPU measurement yet: TensorFlow's default
+        return "graph mode (--xla compiles the step with XLA; not measured on a GPU yet)"
+    if o.xla:
+        return f"XLA, faster than graph mode for {o.backbone} on a CPU (--no-xla turns it off)"
+    return f"graph mode, faster than XLA for {o.backbone} on a CPU (--xla turns XLA on)"
+
+
 def _describe_crop(scales):
     if scales == (1.0,):
         return "no crop"
@@ -221,6 +234,7 @@ def train(options, log=print):
 
     o = resolve(options)
     keras.utils.set_random_seed(o.seed)
+    step_mode = _choose_xla(o)
     if o.mixed_precision:
         gpu = bool(tf.config.list_logical_devices("GPU"))
         keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
@@ -287,6 +301,7 @@ def train(options, log=print):
         write_labels(run_dir / LABELS, class_names)
     modules = len([m for m in temporal_modules(model) if m.name != "temporal_pool"])
     log(f"{_describe(o)}: {modules} temporal modules, {model.count_params():,} parameters")
+    log(f"training step: {step_mode}")
     overhead = parameter_overhead(model)
     if overhead.total:  # learned modules (TAM): r * C weights each, against the 2D model
         per_module = ", ".join(f"{count:,}" for count in overhead.per_module.values() if count)
@@ -403,11 +418,14 @@ def _check_resume_compatible(run_dir, config):
     with open(path) as f:
         old = json.load(f)
     keys = ("model", "class_names", "training")
-    changed = [k for k in keys if old.get(k) != json.loads(json.dumps(config[k]))]
+    new = json.loads(json.dumps(config))
+    for settings in (old, new):  # how the step is compiled does not change the run's numbers
+        settings.get("training", {}).pop("xla", None)
+    changed = [k for k in keys if old.get(k) != new[k]]
     if changed:
         details = []
         for key in changed:
-            a, b = old.get(key) or {}, config[key]
+            a, b = old.get(key) or {}, new[key]
             if isinstance(a, dict):
                 details += [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in b if a.get(k) != b.get(k)]
             else:
