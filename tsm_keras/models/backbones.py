@@ -32,6 +32,8 @@ class Backbone:
         signed_block_inputs: the inputs of the residual branches (where temporal modules
             go) can be negative: MobileNetV2's linear bottlenecks, unlike ResNet's post-ReLU
             block inputs. A module that ends in a ReLU (TAM's) would clip them.
+        non_local_after: the block outputs after which `non_local=True` puts a non-local
+            block (empty: not supported).
     """
 
     build: Callable
@@ -44,6 +46,7 @@ class Backbone:
     has_width: bool = False
     pool_before: Optional[str] = None
     signed_block_inputs: bool = False
+    non_local_after: tuple = ()
 
 
 def _mobilenet_v2(input_shape, weights, width):
@@ -83,6 +86,12 @@ _KERAS_RESNET = dict(
     pool_before="conv3_block1_1_conv",
 )
 
+# The official non-local TSM wraps ResNet-50 blocks layer2[0, 2] and layer3[0, 2, 4]: the
+# non-local block follows the output of the whole block (after its last ReLU).
+_RESNET50_NON_LOCAL = tuple(
+    f"conv{stage}_block{block}_out" for stage, blocks in ((3, (1, 3)), (4, (1, 3, 5))) for block in blocks
+)
+
 BACKBONES = {
     # keras.applications.MobileNetV2: inputs scaled to [-1, 1].
     "mobilenet_v2": Backbone(
@@ -92,7 +101,9 @@ BACKBONES = {
         has_width=True,
         signed_block_inputs=True,
     ),
-    "resnet50": Backbone(build=_keras_resnet(keras.applications.ResNet50), **_KERAS_RESNET),
+    "resnet50": Backbone(
+        build=_keras_resnet(keras.applications.ResNet50), non_local_after=_RESNET50_NON_LOCAL, **_KERAS_RESNET
+    ),
     "resnet101": Backbone(build=_keras_resnet(keras.applications.ResNet101), **_KERAS_RESNET),
     # Layer-for-layer twins of the PyTorch backbones of the released TSM checkpoints
     # (torchvision ResNet v1.5, the TSM MobileNetV2): RGB, ImageNet mean/std, as trained.
@@ -101,6 +112,7 @@ BACKBONES = {
         mean=IMAGENET_MEAN_RGB,
         std=IMAGENET_STD_RGB,
         pool_before="conv3_block1_1_conv",
+        non_local_after=_RESNET50_NON_LOCAL,
     ),
     "resnet101_tv": Backbone(
         build=_torchvision(functools.partial(torchvision_resnet, 101)),
