@@ -112,3 +112,50 @@ def test_streaming_tflite_matches_pytorch_frame_by_frame(converted, name):
     assert worst <= TOLERANCE
     # The buffers carry something: later frames differ from what a fresh state gives.
     assert np.abs(expected[:, 1:] - expected[:, :1]).max() > 100 * TOLERANCE
+
+
+@pytest.mark.slow
+def test_a_ported_non_local_model_converts_to_clip_models_only(tmp_path):
+    """A `_nl` ResNet-50 (random weights, BN statistics measured) ported and converted by
+    convert_run to float32 and int8: the clip models pass convert's checks (builtin
+    operators, float32 within 1e-4 of Keras, the int8 gate), and the streaming models are
+    refused with the reason. The float clip model gives PyTorch's logits."""
+    from tests.port.test_torch_parity import torch_tsn
+    from tsm_keras.export.pipeline import convert_run
+    from tsm_keras.run_dir import load_run
+
+    size, segments = 32, 4
+    net = torch_tsn("resnet50", "blockres", True, False, size, non_local=True)
+    path = tmp_path / f"TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment{segments}_e100_dense_nl.pth"
+    ref.save_official(net, path, "resnet50")
+    run = tmp_path / "run"
+    port_checkpoint(path, run, input_size=size)
+    rng = np.random.default_rng(3)
+    video = rng.uniform(0, 255, (16, segments, size, size, 3)).astype("float32")
+    # A random network has no classes to learn: the labels are the float model's own answers,
+    # so the gate measures how far int8 follows float.
+    labels = np.asarray(load_run(run).model.predict_on_batch(video[8:])).argmax(axis=1)
+    report = convert_run(
+        run,
+        precisions=("float32", "int8"),
+        calibration_clips=list(video[:8]),
+        validation=list(zip(video[8:], labels)),
+        latency_repeats=1,
+        log=lambda *a: None,
+    )
+    files = {p.name for p in (run / "tflite").iterdir()}
+    assert files == {"clip_float32.tflite", "clip_int8.tflite", "labels.txt", "report.json"}
+    assert "non-local blocks" in report["streaming"]["refused"]
+    assert "later frames included" in report["streaming"]["refused"]
+    assert report["int8"]["written"] and report["accuracy"]["clip_float32"] == 100.0
+    float_difference = report["verification"]["clip_float32.tflite"]["max_abs_difference_vs_keras"]
+    with torch.no_grad():
+        expected = net(ref.normalize(video[8:])).numpy()
+    runner = ClipRunner(str(run / "tflite" / "clip_float32.tflite"))
+    vs_torch = np.abs(np.stack([runner(clip) for clip in video[8:]]) - expected).max()
+    print(
+        f"_nl ResNet-50 at {size} px: clip_float32 vs Keras {float_difference:.2e}, vs PyTorch {vs_torch:.2e} "
+        f"(logits up to {np.abs(expected).max():.2f}); clip_int8 top-1 {report['accuracy']['clip_int8']:.1f} "
+        f"against float's answers, {report['files']['clip_int8.tflite']['size_mb']} MB"
+    )
+    assert vs_torch <= TOLERANCE * max(1.0, np.abs(expected).max())
