@@ -12,7 +12,13 @@ from tsm_keras.export.calibration import representative
 from tsm_keras.export.kinds import CLIP, FLOAT32, INT8
 from tsm_keras.export.runtime import ClipRunner, operators
 from tsm_keras.export.tflite import convert
-from tsm_keras.export.verify import check_builtin_operators, clip_vs_keras, concatenation_scales, predict_clips
+from tsm_keras.export.verify import (
+    VerificationError,
+    check_builtin_operators,
+    clip_vs_keras,
+    concatenation_scales,
+    predict_clips,
+)
 from tsm_keras.layers import FoldTime, FrameNormalization, NonLocalBlock, SegmentConsensus
 
 T, S, K = 4, 32, 5
@@ -70,3 +76,26 @@ def test_int8_clip_model_is_full_integer_and_follows_float(model, clips):
     print(f"non-local clip_int8: correlation with Keras {correlation:.4f}, max error {error:.3f} of the logit range")
     assert correlation > 0.99 and error < 0.05
     assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
+
+
+def test_the_float_check_of_attention_models_is_relative_to_the_largest_logit(model, clips):
+    expected = np.asarray(model.predict_on_batch(clips))
+    largest = np.abs(expected).max()
+    assert largest > 1.2  # above 1: the relative bound is wider
+    offset = 1e-4 * (1 + largest) / 2
+
+    class Off:
+        """A 'TFLite model' off Keras by more than 1e-4, less than 1e-4 of the largest logit."""
+
+        name = "off.tflite"
+
+        def __call__(self, clip):
+            return np.asarray(model.predict_on_batch(clip[None]))[0] + offset
+
+    with pytest.raises(VerificationError, match=r"off.tflite: clip logits differ from Keras by .* > 0.0001"):
+        clip_vs_keras(Off(), model, clips)
+    assert clip_vs_keras(Off(), model, clips, relative=True) == pytest.approx(
+        offset, rel=1e-2
+    )  # float32 ulps of the logits
+    with pytest.raises(VerificationError, match=r"\(0.0001 of the largest logit\)"):
+        clip_vs_keras(Off(), model, clips, tolerance=1e-4 / 2, relative=True)
