@@ -391,3 +391,10 @@ def test_non_local_contradictions_are_refused(state, options, message):
     options = {"segments": T, "shift_div": 8, "input_size": S, **options}
     with pytest.raises(PortError, match=message):
         port_state_dict(state(), **options)
+
+
+def test_cli_non_local_flag_is_checked_against_the_tensors(tmp_path, capsys):
+    path = save_npz(tmp_path / "TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment4_e50.npz", resnet_state(50))
+    assert main([str(path), "--out", str(tmp_path / "run"), "--non-local"]) == 2
+    assert "--non-local but the checkpoint has no non-local blocks" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
