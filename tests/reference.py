@@ -44,3 +44,40 @@ def temporal_aggregation(x, num_segments, kernel, offsets, activation="relu"):
     if activation == "relu":
         out = np.maximum(out, 0)
     return out.reshape(x.shape).astype(x.dtype)
+
+
+def non_local(x, num_segments, theta, phi, g, out, bn, epsilon=1e-5):
+    """The embedded-Gaussian non-local block of (B*T, H, W, C) frames, over each clip's T*H*W
+    positions, one query at a time. `theta`, `phi`, `g`, `out`: (kernel (C_in, C_out), bias)
+    of the 1x1 convolutions; `bn`: (gamma, beta, mean, variance) of the output BN. Keys and
+    values are max-pooled 2x2 per frame (stride 2, the last odd row and column dropped)."""
+    n, h, w, c = x.shape
+    clips = x.reshape(n // num_segments, num_segments, h, w, c).astype("float64")
+
+    def conv(a, kernel_bias):
+        kernel, bias = kernel_bias
+        return a @ kernel.astype("float64") + bias
+
+    def pool(a):
+        ph, pw = h // 2, w // 2
+        pooled = np.empty(a.shape[:2] + (ph, pw, a.shape[-1]))
+        for i in range(ph):
+            for j in range(pw):
+                pooled[:, :, i, j] = a[:, :, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2].max(axis=(2, 3))
+        return pooled
+
+    queries = conv(clips, theta)
+    keys, values = pool(conv(clips, phi)), pool(conv(clips, g))
+    y = np.zeros(queries.shape)
+    for b in range(clips.shape[0]):
+        k = keys[b].reshape(-1, keys.shape[-1])  # every pooled position of every frame
+        v = values[b].reshape(-1, values.shape[-1])
+        for t in range(num_segments):
+            for i in range(h):
+                for j in range(w):
+                    scores = k @ queries[b, t, i, j]
+                    weights = np.exp(scores - scores.max())
+                    y[b, t, i, j] = (weights / weights.sum()) @ v
+    gamma, beta, mean, variance = bn
+    z = (conv(y, out) - mean) / np.sqrt(variance + epsilon) * gamma + beta
+    return (clips + z).reshape(x.shape).astype(x.dtype)

@@ -61,6 +61,13 @@ def parse_args(argv=None):
         "--temporal-pool", action="store_true", default=None, help="TSM+TP: halve the frames after stage 1 (ResNets)"
     )
     g.add_argument(
+        "--non-local",
+        action="store_true",
+        default=None,
+        help="non-local blocks after ResNet-50 blocks layer2[0, 2] and layer3[0, 2, 4], as the official _nl "
+        "models (resnet50, resnet50_tv; the model then converts to clip models only, it cannot stream)",
+    )
+    g.add_argument(
         "--crop-scales",
         type=float,
         nargs="+",

@@ -19,6 +19,8 @@ MOBILENET_SETTINGS = (
     (6, 320, 1, 1),
 )
 RESNET_BLOCKS = {18: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+# The non-local models (docs/reference.md): after blocks layer2[0, 2] and layer3[0, 2, 4].
+NON_LOCAL_BLOCKS = {(2, 0), (2, 2), (3, 0), (3, 2), (3, 4)}
 
 
 class _Builder:
@@ -37,6 +39,19 @@ class _Builder:
         self.state[f"{name}.running_mean"] = self.rng.normal(0, 0.1, channels).astype("float32")
         self.state[f"{name}.running_var"] = self.rng.uniform(0.5, 2.0, channels).astype("float32")
         self.state[f"{name}.num_batches_tracked"] = np.array(1000, "int64")
+
+    def conv3d(self, name, out, inp):
+        """A 1x1x1 Conv3d with bias, as in the non-local blocks."""
+        self.state[f"{name}.weight"] = self.rng.normal(0, inp**-0.5, (out, inp, 1, 1, 1)).astype("float32")
+        self.state[f"{name}.bias"] = self.rng.normal(0, 0.1, out).astype("float32")
+
+    def non_local(self, name, channels):
+        inter = channels // 2
+        self.conv3d(f"{name}.theta", inter, channels)
+        self.conv3d(f"{name}.phi.0", inter, channels)
+        self.conv3d(f"{name}.g.0", inter, channels)
+        self.conv3d(f"{name}.W.0", channels, inter)
+        self.bn(f"{name}.W.1", channels)
 
     def linear(self, name, out, inp):
         self.state[f"{name}.weight"] = self.rng.normal(0, 0.01, (out, inp)).astype("float32")
@@ -73,11 +88,15 @@ def mobilenet_v2_state(num_classes=5, shifted=True, base="module.base_model.", h
     return b.state
 
 
-def resnet_state(depth=50, num_classes=5, place="blockres", tpool=False, base="module.base_model.", seed=0):
+def resnet_state(
+    depth=50, num_classes=5, place="blockres", tpool=False, non_local=False, base="module.base_model.", seed=0
+):
     """torchvision ResNet (bottleneck, or basic blocks for depth 18) with TSM wrappers.
 
     place: 'blockres' (layer{s}.{i}.conv1.net), 'block' (layer{s}.{i}.net.*) or None.
     tpool: layer2 wrapped by the temporal pool (layer2.net.*).
+    non_local: blocks layer2[0, 2] and layer3[0, 2, 4] wrapped as layer{s}.{i}.block.*, each
+        with its non-local block layer{s}.{i}.nl.*.
     """
     b = _Builder(seed)
     b.conv(f"{base}conv1", 64, 3, 7)
@@ -89,7 +108,8 @@ def resnet_state(depth=50, num_classes=5, place="blockres", tpool=False, base="m
     for stage, (count, width) in enumerate(zip(blocks, (64, 128, 256, 512)), start=1):
         stage_name = f"{base}layer{stage}" + (".net" if tpool and stage == 2 else "")
         for i in range(count):
-            block = f"{stage_name}.{i}" + (".net" if place == "block" else "")
+            wrapped = non_local and (stage, i) in NON_LOCAL_BLOCKS
+            block = f"{stage_name}.{i}" + (".block" if wrapped else "") + (".net" if place == "block" else "")
             shift = ".net" if place == "blockres" and i % every == 0 else ""
             out = width * expansion
             if depth == 18:
@@ -107,6 +127,8 @@ def resnet_state(depth=50, num_classes=5, place="blockres", tpool=False, base="m
             if i == 0 and (stage > 1 or inp != out):
                 b.conv(f"{block}.downsample.0", out, inp, 1)
                 b.bn(f"{block}.downsample.1", out)
+            if wrapped:
+                b.non_local(f"{stage_name}.{i}.nl", out)
             inp = out
     b.linear("module.new_fc", num_classes, inp)
     return b.state

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tests.port.synthetic import mobilenet_v2_state, resnet_state
+from tsm_keras.layers import NonLocalBlock
 from tsm_keras.models import build_video_classifier, temporal_modules
 from tsm_keras.port import PortError, name_hints, parse_run_name, port_checkpoint, port_state_dict, read_checkpoint
 from tsm_keras.port.__main__ import main
@@ -48,6 +49,7 @@ def test_mobilenet_v2_tensors_land_on_the_layers_of_the_same_name(tmp_path):
         "shift_div": 8,
         "shift_place": "blockres",
         "temporal_pool": False,
+        "non_local": False,
         "dropout": 0.5,
     }
     # every tensor but the 52 BN step counters
@@ -142,7 +144,7 @@ def test_shifts_where_the_model_does_not_put_them_are_refused():
                 "module.base_model.layer2.0.nl.g.0.weight": np.zeros((1, 1, 1, 1, 1), "float32"),
             },
             {},
-            r"non-local .* not supported.*layer2.0.nl.g.0.weight",
+            r"non-local tensors without the '.block' wrapper .*layer2.0.*module.base_model.layer2.0.nl.g.0.weight",
         ),
         (lambda: resnet_state(18), {}, "basic blocks"),
         (
@@ -297,3 +299,102 @@ def test_known_published_files_without_settings_in_their_names():
     hints = name_hints("/downloads/mobilenetv2_jester_online.pth.tar")
     assert (hints["segments"], hints["shift_div"]) == (8, 8) and "known published file" in hints["source"]
     assert name_hints("/downloads/model.pth") == {}
+
+
+NL = "TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment4_e100_dense_nl.npz"
+
+
+def test_non_local_tensors_land_on_the_non_local_blocks():
+    state = resnet_state(50, non_local=True)
+    ported = port_state_dict(state, name_hints=parse_run_name(NL), shift_div=8, input_size=S)
+    assert ported.model_config["non_local"] and ported.model_config["backbone"] == "resnet50_tv"
+    assert ported.tensors == len(state) - sum(name.endswith("num_batches_tracked") for name in state)
+    backbone = ported.model.get_layer("backbone")
+    assert [layer.name for layer in temporal_modules(backbone, NonLocalBlock)] == [
+        "conv3_block1_nl",
+        "conv3_block3_nl",
+        "conv4_block1_nl",
+        "conv4_block3_nl",
+        "conv4_block5_nl",
+    ]
+    base = "module.base_model"
+    for keras_name, torch_name in [
+        ("conv3_block1_1_conv", "layer2.0.block.conv1.net"),  # the wrapped block: .block and .net dropped
+        ("conv4_block2_1_conv", "layer3.1.conv1.net"),  # a block between two non-local ones: not wrapped
+    ]:
+        weight = state[f"{base}.{torch_name}.weight"]
+        np.testing.assert_array_equal(backbone.get_layer(keras_name).kernel, weight.transpose(2, 3, 1, 0))
+    block = backbone.get_layer("conv4_block5_nl")
+    nl = f"{base}.layer3.4.nl"
+    for conv, name in [(block.theta, "theta"), (block.phi, "phi.0"), (block.g, "g.0"), (block.W, "W.0")]:
+        weight = state[f"{nl}.{name}.weight"]  # Conv3d (out, in, 1, 1, 1) -> (1, 1, in, out)
+        np.testing.assert_array_equal(conv.kernel, weight[:, :, 0].transpose(2, 3, 1, 0))
+        np.testing.assert_array_equal(conv.bias, state[f"{nl}.{name}.bias"])
+    assert block.theta.kernel.shape == (1, 1, 1024, 512) and block.W.kernel.shape == (1, 1, 512, 1024)
+    for keras_name, torch_name in [
+        ("gamma", "weight"),
+        ("beta", "bias"),
+        ("moving_mean", "running_mean"),
+        ("moving_variance", "running_var"),
+    ]:
+        np.testing.assert_array_equal(getattr(block.batch_norm, keras_name), state[f"{nl}.W.1.{torch_name}"])
+
+
+def test_non_local_leftover_missing_and_misplaced_tensors_fail():
+    base = "module.base_model"
+    state = resnet_state(50, non_local=True)
+    state[f"{base}.layer2.0.nl.extra.weight"] = np.zeros((1,), "float32")
+    del state[f"{base}.layer3.4.nl.W.1.running_var"]
+    with pytest.raises(PortError) as error:
+        port_state_dict(state, segments=T, shift_div=8, input_size=S)
+    message = str(error.value)
+    assert f"{base}.layer2.0.nl.extra.weight" in message and "layer3.4.nl.W.1.running_var" in message
+    # a non-local block after layer3[3] instead of layer3[4]: not where the model puts them
+    moved = {
+        name.replace("layer3.4.nl", "layer3.3.nl")
+        .replace("layer3.4.block", "layer3.3.block")
+        .replace("layer3.3.conv", "layer3.4.conv")
+        .replace("layer3.3.bn", "layer3.4.bn"): value
+        for name, value in resnet_state(50, non_local=True).items()
+    }
+    with pytest.raises(PortError, match=r"non-local blocks are not where .*only the checkpoint wraps \['layer3.3'\]"):
+        port_state_dict(moved, segments=T, shift_div=8, input_size=S)
+
+
+@pytest.mark.parametrize(
+    "state,options,message",
+    [
+        (lambda: resnet_state(50), {"non_local": True}, "--non-local but the checkpoint has no non-local blocks"),
+        (lambda: resnet_state(50, non_local=True), {"non_local": False}, "it is a _nl model"),
+        (
+            lambda: resnet_state(50),
+            {"name_hints": parse_run_name(NL)},
+            "file name and the tensors disagree on non-local blocks",
+        ),
+        (
+            lambda: resnet_state(50, non_local=True),
+            {"name_hints": parse_run_name(NL.replace("_nl", ""))},
+            r"disagree on non-local blocks \(name: none, tensors: non-local at layer2.0\)",
+        ),
+        (
+            lambda: {
+                **resnet_state(50, non_local=True),
+                **{k.replace("layer2.0.block", "layer2.0"): v for k, v in resnet_state(50).items() if "layer2.0." in k},
+            },
+            {},
+            "both hold",
+        ),
+        (lambda: resnet_state(101, non_local=True), {}, "non-local blocks in a resnet101_tv checkpoint"),
+    ],
+)
+def test_non_local_contradictions_are_refused(state, options, message):
+    options = {"segments": T, "shift_div": 8, "input_size": S, **options}
+    with pytest.raises(PortError, match=message):
+        port_state_dict(state(), **options)
+
+
+def test_cli_non_local_flag_is_checked_against_the_tensors(tmp_path, capsys):
+    path = save_npz(tmp_path / "TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment4_e50.npz", resnet_state(50))
+    assert main([str(path), "--out", str(tmp_path / "run"), "--non-local"]) == 2
+    assert "--non-local but the checkpoint has no non-local blocks" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

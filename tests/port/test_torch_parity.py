@@ -4,6 +4,7 @@ Skipped without torch (`pip install -e .[port]`; on the project machines
 `pip install torch==2.13.0` installs a local CPU wheel).
 """
 
+import json
 import os
 
 import keras
@@ -25,12 +26,12 @@ def clips(size, batch=2, seed=0):
     return np.random.default_rng(seed).uniform(0, 255, (batch, T, size, size, 3)).astype("float32")
 
 
-def torch_tsn(arch, place, bidirectional, tpool, size):
+def torch_tsn(arch, place, bidirectional, tpool, size, non_local=False):
     torch.manual_seed(0)
     if arch == "mobilenetv2":
         base, features = ref.tsm_mobilenet_v2(T, bidirectional), 1280
     else:
-        base = ref.tsm_resnet(int(arch[len("resnet") :]), T, place, bidirectional, tpool)
+        base = ref.tsm_resnet(int(arch[len("resnet") :]), T, place, bidirectional, tpool, non_local=non_local)
         features = 2048
     net = ref.TSN(base, 5, features, T, T // 2 if tpool else T)
     calibration = ref.normalize(clips(size, batch=4, seed=1))
@@ -71,6 +72,42 @@ def test_ported_logits_match_pytorch(case, tmp_path):
     difference = np.abs(keras_logits(model_path, clip) - expected).max()
     print(f"{case}: max |keras - torch| = {difference:.2e} (logits up to {np.abs(expected).max():.2f})")
     assert difference <= TOLERANCE
+
+
+@pytest.mark.parametrize("size", [32, pytest.param(64, marks=pytest.mark.slow)])
+def test_non_local_checkpoint_matches_pytorch(size, tmp_path):
+    """A `_nl` model: ResNet-50, shifts on the residual branches, non-local blocks after
+    layer2[0, 2] and layer3[0, 2, 4]. Their frames are 4 x 4 and 2 x 2 at 32 px (keys pooled
+    to 2 x 2 and 1 x 1), 8 x 8 and 4 x 4 at 64 px.
+
+    The bound is relative to the largest logit: the attention's softmax amplifies float32
+    rounding, and PyTorch's own float32 logits are 1.0e-4 from its float64 ones at 64 px
+    (logits up to 1.7; measured once, docs/port.md)."""
+    net = torch_tsn("resnet50", "blockres", True, False, size, non_local=True)
+    name = f"TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment{T}_e100_dense_nl.pth"
+    ref.save_official(net, tmp_path / name, "resnet50")
+    assert any(".layer3.4.nl.W.1.running_var" in key for key in torch.load(tmp_path / name)["state_dict"])
+    clip = clips(size)
+    with torch.no_grad():
+        expected = net(ref.normalize(clip)).numpy()
+        # The blocks matter: the same network with their outputs zeroed (the file is saved) is far off.
+        blocks = [m for m in net.modules() if isinstance(m, ref.NonLocal3d)]
+        for block in blocks:
+            block.W[1].weight.zero_()
+            block.W[1].bias.zero_()
+        without = net(ref.normalize(clip)).numpy()
+    ported, model_path = port_checkpoint(tmp_path / name, tmp_path / "run", input_size=size)
+    assert ported.model_config["non_local"] and len(blocks) == 5
+    difference = np.abs(keras_logits(model_path, clip) - expected).max()
+    scale = np.abs(expected).max()
+    print(
+        f"resnet50-blockres-nl: max |keras - torch| = {difference:.2e} (logits up to {scale:.2f}; "
+        f"without the non-local blocks {np.abs(without - expected).max():.2e} off)"
+    )
+    assert difference <= TOLERANCE * max(1.0, scale)
+    assert np.abs(without - expected).max() > 100 * TOLERANCE * max(1.0, scale)
+    source = json.loads((tmp_path / "run" / "config.json").read_text())["source"]
+    assert "clip models only" in source["streaming"]
 
 
 def test_the_wrong_direction_is_far_off(tmp_path):

@@ -100,8 +100,52 @@ class ResNet(nn.Module):
         return x.mean(dim=(2, 3))
 
 
-def tsm_resnet(depth, num_segments, place="blockres", bidirectional=True, tpool=False, fold_div=8):
-    """torchvision-style ResNet with shifts inserted as the reference does (section 2)."""
+class NonLocal3d(nn.Module):
+    """The embedded-Gaussian non-local block on (N, C, T, H, W), from docs/reference.md.
+
+    Queries theta(x) at every position; keys phi(x) and values g(x) max-pooled 2x2 in space;
+    attention = softmax over the keys of the unscaled dot products; the result back to C
+    channels by W (conv + BN, the BN starting at zero) and added to x.
+    """
+
+    def __init__(self, channels):
+        super().__init__()
+        inter = channels // 2
+        self.theta = nn.Conv3d(channels, inter, 1)
+        self.phi = nn.Sequential(nn.Conv3d(channels, inter, 1), nn.MaxPool3d((1, 2, 2)))
+        self.g = nn.Sequential(nn.Conv3d(channels, inter, 1), nn.MaxPool3d((1, 2, 2)))
+        self.W = nn.Sequential(nn.Conv3d(inter, channels, 1), nn.BatchNorm3d(channels))
+        nn.init.zeros_(self.W[1].weight)
+        nn.init.zeros_(self.W[1].bias)
+
+    def forward(self, x):
+        queries = self.theta(x).flatten(2)  # (N, inter, T*H*W)
+        keys, values = self.phi(x).flatten(2), self.g(x).flatten(2)  # (N, inter, T*h*w)
+        attention = torch.softmax(torch.einsum("nci,ncj->nij", queries, keys), dim=-1)
+        y = torch.einsum("nij,ncj->nci", attention, values)
+        return x + self.W(y.reshape((x.shape[0], -1) + x.shape[2:]))
+
+
+class WithNonLocal(nn.Module):
+    """A ResNet block (`.block`) followed by a non-local block (`.nl`) over each clip's frames."""
+
+    def __init__(self, block, channels, num_segments):
+        super().__init__()
+        self.block = block
+        self.nl = NonLocal3d(channels)
+        self.num_segments = num_segments
+
+    def forward(self, x):
+        x = self.block(x)
+        nt, c, h, w = x.shape
+        clips = x.reshape(nt // self.num_segments, self.num_segments, c, h, w).transpose(1, 2)  # N, C, T, H, W
+        return self.nl(clips).transpose(1, 2).reshape(nt, c, h, w)
+
+
+def tsm_resnet(depth, num_segments, place="blockres", bidirectional=True, tpool=False, fold_div=8, non_local=False):
+    """torchvision-style ResNet with shifts inserted as the reference does (section 2), and
+    for `non_local` (ResNet-50) non-local blocks after layer2[0, 2] and layer3[0, 2, 4]
+    (section 12)."""
     net = ResNet({50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}[depth])
     segments = [num_segments] + [num_segments // 2 if tpool else num_segments] * 3
     every = 2 if place == "blockres" and len(net.layer3) >= 23 else 1
@@ -114,6 +158,10 @@ def tsm_resnet(depth, num_segments, place="blockres", bidirectional=True, tpool=
                 stage[i] = Shift(stage[i], stage_segments, fold_div, bidirectional)
     if tpool:
         net.layer2 = TimePool(net.layer2, num_segments)
+    if non_local:
+        for stage, indices, channels in ((net.layer2, (0, 2), 512), (net.layer3, (0, 2, 4), 1024)):
+            for i in indices:
+                stage[i] = WithNonLocal(stage[i], channels, num_segments)
     return net
 
 
@@ -252,15 +300,18 @@ def randomize(model, seed, calibrate):
     from 0 and 1 while activations stay moderate through the depth. As in trained networks,
     the last BN of a residual branch has a small scale (0.1 to 0.4): otherwise the residual
     stream grows block after block, and float32 rounding alone (in any framework) exceeds
-    1e-4 on the logits.
+    1e-4 on the logits. The output BN of a non-local block counts as one (it starts at zero,
+    which would make the block the identity and the test blind to it).
     """
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, nn.Conv2d):
+            if isinstance(module, (nn.Conv2d, nn.Conv3d)):
                 fan_in = module.weight[0].numel()
                 module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5)
-            elif isinstance(module, nn.BatchNorm2d):
+                if module.bias is not None:
+                    module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=generator))
+            elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm3d)):
                 module.weight.copy_(0.5 + torch.rand(module.weight.shape, generator=generator))
                 module.bias.copy_(0.2 * torch.randn(module.bias.shape, generator=generator))
                 module.reset_running_stats()
@@ -272,6 +323,8 @@ def randomize(model, seed, calibrate):
             last = (
                 module.bn3
                 if isinstance(module, Bottleneck)
+                else module.W[1]
+                if isinstance(module, NonLocal3d)
                 else (module.conv[-1] if isinstance(module, InvertedResidual) and module.use_residual else None)
             )
             if last is not None:
@@ -280,7 +333,7 @@ def randomize(model, seed, calibrate):
         calibrate()
         model.eval()
         for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
+            if isinstance(module, (nn.BatchNorm2d, nn.BatchNorm3d)):
                 module.momentum = 0.1
     return model
 

@@ -34,6 +34,8 @@ class Backbone:
             block inputs. A module that ends in a ReLU (TAM's) would clip them.
         xla_on_cpu: XLA runs its training step faster than TensorFlow's graph mode on a CPU
             (measured with benchmarks/vs_pytorch.py; training/fit.py's default there).
+        non_local_after: the block outputs after which `non_local=True` puts a non-local
+            block (empty: not supported).
     """
 
     build: Callable
@@ -47,6 +49,7 @@ class Backbone:
     pool_before: Optional[str] = None
     signed_block_inputs: bool = False
     xla_on_cpu: bool = False
+    non_local_after: tuple = ()
 
 
 def _mobilenet_v2(input_shape, weights, width):
@@ -87,6 +90,12 @@ _KERAS_RESNET = dict(
     xla_on_cpu=True,
 )
 
+# The official non-local TSM wraps ResNet-50 blocks layer2[0, 2] and layer3[0, 2, 4]: the
+# non-local block follows the output of the whole block (after its last ReLU).
+_RESNET50_NON_LOCAL = tuple(
+    f"conv{stage}_block{block}_out" for stage, blocks in ((3, (1, 3)), (4, (1, 3, 5))) for block in blocks
+)
+
 BACKBONES = {
     # keras.applications.MobileNetV2: inputs scaled to [-1, 1].
     "mobilenet_v2": Backbone(
@@ -96,7 +105,9 @@ BACKBONES = {
         has_width=True,
         signed_block_inputs=True,
     ),
-    "resnet50": Backbone(build=_keras_resnet(keras.applications.ResNet50), **_KERAS_RESNET),
+    "resnet50": Backbone(
+        build=_keras_resnet(keras.applications.ResNet50), non_local_after=_RESNET50_NON_LOCAL, **_KERAS_RESNET
+    ),
     "resnet101": Backbone(build=_keras_resnet(keras.applications.ResNet101), **_KERAS_RESNET),
     # Layer-for-layer twins of the PyTorch backbones of the released TSM checkpoints
     # (torchvision ResNet v1.5, the TSM MobileNetV2): RGB, ImageNet mean/std, as trained.
@@ -106,6 +117,7 @@ BACKBONES = {
         std=IMAGENET_STD_RGB,
         pool_before="conv3_block1_1_conv",
         xla_on_cpu=True,
+        non_local_after=_RESNET50_NON_LOCAL,
     ),
     "resnet101_tv": Backbone(
         build=_torchvision(functools.partial(torchvision_resnet, 101)),

@@ -2,6 +2,7 @@
 
 import keras
 
+from tsm_keras.layers.non_local import NonLocalBlock
 from tsm_keras.layers.temporal import check_num_segments
 from tsm_keras.layers.temporal_aggregation import OFFLINE_OFFSETS, ONLINE_OFFSETS, TemporalAggregation
 from tsm_keras.layers.temporal_pool import TemporalMaxPool
@@ -64,6 +65,7 @@ def build_video_classifier(
     shift_div=8,
     shift_place="blockres",
     temporal_pool=False,
+    non_local=False,
     dropout=0.5,
     width=1.0,
     weights=None,
@@ -95,6 +97,10 @@ def build_video_classifier(
         shift_div: 1 / shift_div of the channels shift each way.
         shift_place: 'blockres' (residual branch) or 'block' (whole block input).
         temporal_pool: TSM+TP, max-pool over time before stage 2 (ResNets only).
+        non_local: a `NonLocalBlock` after ResNet-50 blocks layer2[0, 2] and layer3[0, 2, 4]
+            (conv3_block1, conv3_block3, conv4_block1, 3 and 5), as the official `_nl`
+            models (ResNet-50 presets only; not with temporal_pool, which the official
+            code cannot combine with it). The model no longer streams.
         dropout: dropout rate before the classifier.
         width: width multiplier (MobileNetV2 only).
         weights: backbone weights: None, 'imagenet' (needs internet) or a file path.
@@ -111,6 +117,7 @@ def build_video_classifier(
     _check_arguments(
         num_classes, backbone, preset, num_segments, input_size, temporal, shift_place, temporal_pool, dropout
     )
+    _check_non_local(non_local, backbone, preset, temporal_pool)
 
     base = build_backbone(backbone, input_size, weights=weights, width=width)
     _set_batch_norm(base, partial_bn, bn_momentum, sync_batch_norm)
@@ -122,10 +129,17 @@ def build_video_classifier(
         names = [layer.name for layer in base.layers]  # in topological order
         pooled_blocks = set(names[names.index(preset.pool_before) :])
     out_segments = num_segments // 2 if temporal_pool else num_segments
+    # Non-local blocks on the outputs of whole blocks; in `after`, so that a 'block' shift of
+    # the next block comes after them.
+    non_local_blocks = {
+        name: NonLocalBlock(num_segments, name=f"{name.removesuffix('_out')}_nl")
+        for name in (preset.non_local_after if non_local else ())
+    }
+    after = {**pool_after, **non_local_blocks}
 
     make = TEMPORAL_MODULES[temporal] if isinstance(temporal, str) else temporal
     if make is None:
-        network = insert_layers(base, after=pool_after, name="backbone") if pool_after else base
+        network = insert_layers(base, after=after, name="backbone") if after else base
     else:
         network = insert_temporal_modules(
             base,
@@ -136,9 +150,11 @@ def build_video_classifier(
                 signed_inputs=preset.signed_block_inputs,
             ),
             place=shift_place,
-            after=pool_after,
+            after=after,
             name="backbone",
         )
+    for block in non_local_blocks.values():  # built by now, inside `network`
+        _set_batch_norm_of(block.batch_norm, bn_momentum, sync_batch_norm)
 
     clip = keras.Input((num_segments, input_size, input_size, 3), name="clip")
     frames = FoldTime(name="fold_time")(clip)
@@ -181,12 +197,33 @@ def _check_arguments(
         raise ValueError(f"`dropout` must be in [0, 1). Received: {dropout!r}")
 
 
+def _check_non_local(non_local, backbone, preset, temporal_pool):
+    if not isinstance(non_local, bool):
+        raise ValueError(f"`non_local` must be True or False. Received: {non_local!r}")
+    if non_local and not preset.non_local_after:
+        raise ValueError(
+            "Non-local blocks are defined for ResNet-50 (the official _nl models: after blocks "
+            f"layer2[0, 2] and layer3[0, 2, 4]), not for {backbone!r}. Use 'resnet50' or 'resnet50_tv'"
+        )
+    if non_local and temporal_pool:
+        raise ValueError(
+            "`non_local` and `temporal_pool` exclude each other: the official code cannot build "
+            "that model, so no checkpoint or reference has it"
+        )
+
+
+def _set_batch_norm_of(layer, momentum, synchronized):
+    if momentum is not None:
+        layer.momentum = momentum
+    layer.synchronized = synchronized
+
+
 def _set_batch_norm(model, partial_bn, momentum, synchronized):
+    """BN settings of the 2D network. (The non-local blocks' BN is set apart: partial BN
+    leaves it training, as the reference's freezes only BatchNorm2d, not BatchNorm3d.)"""
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     for layer in norms:
-        if momentum is not None:
-            layer.momentum = momentum
-        layer.synchronized = synchronized
+        _set_batch_norm_of(layer, momentum, synchronized)
     if partial_bn:
         # A frozen Keras BatchNormalization also runs in inference mode (moving statistics),
         # which is what PyTorch's partial BN does with .eval() and requires_grad=False.

@@ -10,6 +10,7 @@ import re
 import keras
 
 from tsm_keras._keras_private import input_producer
+from tsm_keras.layers.non_local import NonLocalBlock
 from tsm_keras.layers.temporal_aggregation import OFFLINE_OFFSETS, TemporalAggregation
 from tsm_keras.layers.temporal_pool import TemporalMaxPool
 from tsm_keras.layers.temporal_shift import BIDIRECTIONAL, TemporalShift
@@ -27,7 +28,7 @@ _RESNET_BRANCH = re.compile(r"^conv(\d+)_block(\d+)_1_conv$")
 _MOBILENET_BRANCH = re.compile(r"^block_(\d+)_expand$")
 
 # Layers that mix information across frames (what `temporal_modules` reports).
-TEMPORAL_LAYERS = (TemporalShift, TemporalAggregation, TemporalMaxPool)
+TEMPORAL_LAYERS = (TemporalShift, TemporalAggregation, TemporalMaxPool, NonLocalBlock)
 
 # Deep ResNets (>= 23 blocks in stage 4, i.e. ResNet-101 and deeper) shift the residual
 # branch of every other block, as the reference code does; its 'block' placement shifts
@@ -215,6 +216,7 @@ class ParameterOverhead:
 
     Attributes:
         per_module: {module name: parameters}, in graph order (0 for shifts and pooling;
+            those of its convolutions and BN for a `NonLocalBlock`;
             `len(offsets) * C` for a `TemporalAggregation` on C channels).
         base: parameters of the rest of the model: the 2D model (with its head) as built.
     """

@@ -17,9 +17,9 @@ from tsm_keras.port.porting import TEMPORAL, port_checkpoint
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m tsm_keras.port",
-        description="Port an official PyTorch TSM checkpoint (ResNet-50/101, MobileNetV2, the "
-        "streaming demo's MobileNetV2) to a Keras model plus config.json. What the tensors "
-        "show (architecture, classes, shift placement, temporal pooling) is inferred; the "
+        description="Port an official PyTorch TSM checkpoint (ResNet-50/101, non-local ResNet-50, "
+        "MobileNetV2, the streaming demo's MobileNetV2) to a Keras model plus config.json. What the tensors "
+        "show (architecture, classes, shift placement, temporal pooling, non-local blocks) is inferred; the "
         "options below override or check it.",
     )
     parser.add_argument("checkpoint", help=".pth / .pth.tar (needs torch: pip install -e .[port]) or .npz state dict")
@@ -37,6 +37,12 @@ def parse_args(argv=None):
         action="store_true",
         default=None,
         help="expect temporal pooling (TSM+TP); checked",
+    )
+    parser.add_argument(
+        "--non-local",
+        action="store_true",
+        default=None,
+        help="expect non-local blocks (the _nl models; read from the tensors); checked",
     )
     parser.add_argument(
         "--temporal",
@@ -66,6 +72,7 @@ def main(argv=None):
             shift_place=args.shift_place,
             temporal_pool=args.temporal_pool,
             temporal=args.temporal,
+            non_local=args.non_local,
             input_size=args.input_size,
         )
     except PortError as error:

@@ -15,8 +15,15 @@ The temporal modules of the official code wrap the module they precede and keep 
     layer2.net.0.conv1.weight     temporal pooling before layer2 (TSM+TP)
     features.3.conv.0.net.weight  shift in a MobileNetV2 block
 
-Here a name is made *canonical* by dropping 'module.', 'base_model.' and every '.net', and
-the wrapped module paths are kept aside: they say where the checkpoint shifts and pools.
+The non-local models (`_nl`) wrap whole ResNet-50 blocks as `.block` and keep the non-local
+block beside it as `.nl` (a 3-D block: Conv3d weights (out, in, 1, 1, 1), BatchNorm3d):
+
+    layer2.0.block.conv1.net.weight   the wrapped block (shifted on its residual branch)
+    layer2.0.nl.theta.weight, layer2.0.nl.phi.0.*, layer2.0.nl.g.0.*, layer2.0.nl.W.{0,1}.*
+
+Here a name is made *canonical* by dropping 'module.', 'base_model.' and every '.net' and
+'.block', and the wrapped module paths are kept aside: they say where the checkpoint shifts,
+pools and has non-local blocks.
 """
 
 import dataclasses
@@ -26,6 +33,8 @@ from tsm_keras.models.torchvision_backbones import MOBILENET_V2_SETTINGS, RESNET
 from tsm_keras.port.checkpoint import PortError
 
 WRAPPER = "net"  # attribute under which TemporalShift / TemporalPool keep the wrapped module
+NON_LOCAL_WRAPPER = "block"  # attribute under which the non-local wrapper keeps its ResNet block
+NON_LOCAL = "nl"  # ... and its non-local block
 HEAD = "head"  # canonical module name of the classifier
 _HEAD_NAMES = ("new_fc", "fc", "classifier")  # new_fc; fc / classifier when trained with dropout 0
 
@@ -61,6 +70,8 @@ class Layout:
         tensors: canonical name -> array.
         original: canonical name -> the name in the file (for messages).
         wrapped: canonical paths of the modules wrapped by a temporal module (`.net`).
+        non_local: canonical paths of the blocks followed by a non-local block (`.block`,
+            with the non-local block's tensors under `<path>.nl.`), e.g. {'layer2.0'}.
         family: RESNET or MOBILENET_V2.
         backbone: the tsm_keras preset that is its twin ('resnet50_tv', ...).
         num_classes: outputs of the classifier.
@@ -71,6 +82,7 @@ class Layout:
     tensors: dict
     original: dict
     wrapped: set
+    non_local: set
     family: str
     backbone: str
     num_classes: int
@@ -79,8 +91,8 @@ class Layout:
 
 def read_layout(state):
     """Canonical names, temporal wrappers and architecture of a state dict (name -> array)."""
-    tensors, original, wrapped, in_base_model = _canonicalize(state)
-    _reject_non_local(tensors, original)
+    tensors, original, wrapped, non_local, in_base_model = _canonicalize(state)
+    _check_non_local(tensors, original, non_local)
     family, depth = _architecture(tensors)
     head = tensors.get(f"{HEAD}.weight")
     if head is None or head.ndim != 2:
@@ -92,6 +104,7 @@ def read_layout(state):
         tensors=tensors,
         original=original,
         wrapped=wrapped,
+        non_local=non_local,
         family=family,
         backbone=BACKBONE_PRESETS[family, depth],
         num_classes=int(head.shape[0]),
@@ -100,7 +113,7 @@ def read_layout(state):
 
 
 def _canonicalize(state):
-    tensors, original, wrapped = {}, {}, set()
+    tensors, original, wrapped, non_local = {}, {}, set(), set()
     in_base_model = any(name.removeprefix("module.").startswith("base_model.") for name in state)
     for name, value in state.items():
         parts = name.removeprefix("module.").split(".")
@@ -114,21 +127,30 @@ def _canonicalize(state):
         for part in parts[:-1]:
             if part == WRAPPER and kept:
                 wrapped.add(".".join(kept))
+            elif part == NON_LOCAL_WRAPPER and kept:
+                non_local.add(".".join(kept))
             else:
                 kept.append(part)
         canonical = ".".join(kept + parts[-1:])
         if canonical in tensors:
             raise PortError(f"tensors {original[canonical]!r} and {name!r} both hold {canonical!r}")
         tensors[canonical], original[canonical] = value, name
-    return tensors, original, wrapped, in_base_model
+    return tensors, original, wrapped, non_local, in_base_model
 
 
-def _reject_non_local(tensors, original):
-    non_local = [original[name] for name in tensors if ".nl." in f".{name}"]
-    if non_local:
+def _check_non_local(tensors, original, wrapped_blocks):
+    """Each non-local block (`<path>.nl.*`) sits beside the block it follows (`<path>.block.*`)."""
+    with_tensors = {name.split(f".{NON_LOCAL}.")[0] for name in tensors if f".{NON_LOCAL}." in name}
+    alone, empty = sorted(with_tensors - wrapped_blocks), sorted(wrapped_blocks - with_tensors)
+    if alone:
+        example = next(original[n] for n in tensors if n.startswith(f"{alone[0]}.{NON_LOCAL}."))
         raise PortError(
-            f"non-local TSM checkpoints (_nl) are not supported: {len(non_local)} non-local tensors, "
-            f"e.g. {non_local[:3]}"
+            f"non-local tensors without the '.{NON_LOCAL_WRAPPER}' wrapper of their block at {alone[:3]} "
+            f"(e.g. {example!r}): not the layout of the official _nl models"
+        )
+    if empty:
+        raise PortError(
+            f"blocks wrapped as '.{NON_LOCAL_WRAPPER}' without non-local tensors ('.{NON_LOCAL}.*'): {empty[:3]}"
         )
 
 
@@ -191,10 +213,15 @@ def torch_module(layer_name, family):
 
     >>> torch_module("conv3_block2_1_conv", RESNET), torch_module("block_2_expand", MOBILENET_V2)
     ('layer2.1.conv1', 'features.3.conv.0')
+    >>> torch_module("conv3_block1_nl", RESNET)  # a NonLocalBlock
+    'layer2.0.nl'
     """
     if family == RESNET:
         if layer_name in ("conv1_conv", "conv1_bn"):
             return "conv1" if layer_name == "conv1_conv" else "bn1"
+        match = re.match(r"^conv(\d)_block(\d+)_nl$", layer_name)
+        if match:
+            return f"layer{int(match[1]) - 1}.{int(match[2]) - 1}.{NON_LOCAL}"
         match = re.match(r"^conv(\d)_block(\d+)_(\d)_(conv|bn)$", layer_name)
         if not match:
             return None

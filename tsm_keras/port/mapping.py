@@ -6,6 +6,10 @@ PyTorch -> Keras layouts:
     Linear weight (out, in)               -> Dense kernel (in, out)
     BatchNorm2d weight, bias, running_mean, running_var
                                           -> gamma, beta, moving_mean, moving_variance
+    non-local block (NonLocalBlock), its Conv3d weights (out, in, 1, 1, 1) as 1x1 Conv2D
+    kernels and its BatchNorm3d as above:
+        nl.theta.*, nl.phi.0.*, nl.g.0.*  -> theta, phi, g (the '.0': a max-pool follows)
+        nl.W.0.*, nl.W.1.*                -> W (1x1 conv) and batch_norm
 `num_batches_tracked` (a training step counter of BatchNorm2d) has no Keras counterpart and
 is the only tensor that is read and dropped.
 """
@@ -13,6 +17,7 @@ is the only tensor that is read and dropped.
 import keras
 import numpy as np
 
+from tsm_keras.layers.non_local import NonLocalBlock
 from tsm_keras.port.checkpoint import PortError
 from tsm_keras.port.layout import HEAD, torch_module
 
@@ -28,6 +33,14 @@ def _depthwise_kernel(weight):
     return weight.transpose(2, 3, 0, 1)
 
 
+def _conv3d_kernel(weight):
+    # A (out, in, 1, 1, 1) Conv3d weight is a 1x1 Conv2D kernel; any other shape is left
+    # as it is, for the shape check to report.
+    if weight.ndim == 5 and weight.shape[2] == 1:
+        return _conv_kernel(weight[:, :, 0])
+    return weight
+
+
 def _dense_kernel(weight):
     return weight.T
 
@@ -38,6 +51,12 @@ def _same(value):
 
 def _layer_variables(layer):
     """[(PyTorch parameter name, Keras variable, converter)] of one Keras layer."""
+    if isinstance(layer, NonLocalBlock):
+        pairs = []
+        for prefix, conv in (("theta", layer.theta), ("phi.0", layer.phi), ("g.0", layer.g), ("W.0", layer.W)):
+            pairs += [(f"{prefix}.weight", conv.kernel, _conv3d_kernel), (f"{prefix}.bias", conv.bias, _same)]
+        norm = _layer_variables(layer.batch_norm)
+        return pairs + [(f"W.1.{name}", variable, convert) for name, variable, convert in norm]
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         pairs = [("weight", layer.kernel, _depthwise_kernel)]
         return pairs + ([("bias", layer.bias, _same)] if layer.use_bias else [])
@@ -101,7 +120,7 @@ def assign_weights(model, layout):
     if missing:
         problems.append(
             f"{len(missing)} tensors the model needs are not in the checkpoint "
-            f"(names without 'module.', 'base_model.' and '.net'): {_listed(missing)}"
+            f"(names without 'module.', 'base_model.', '.net' and '.block'): {_listed(missing)}"
         )
     if problems:
         raise PortError(f"the checkpoint does not fit a {layout.backbone} model: " + "; ".join(problems))

@@ -2,7 +2,8 @@
 
 What the model is comes from three sources, most trusted first:
 1. the tensors: architecture (names and shapes), classes (the classifier's shape), where the
-   shift is and whether time is pooled (the `.net` wrappers);
+   shift is and whether time is pooled (the `.net` wrappers), non-local blocks (`.block` and
+   `.nl`);
 2. the caller (`--segments`, `--shift-div`, `--temporal`, `--input-size`): what tensors
    cannot say;
 3. the official run name, in the file name or else the folder name (`TSM_.../ckpt.pth.tar`),
@@ -15,6 +16,8 @@ import dataclasses
 import hashlib
 import os
 
+from tsm_keras.layers.non_local import NonLocalBlock
+from tsm_keras.layers.temporal_pool import TemporalMaxPool
 from tsm_keras.layers.temporal_shift import TemporalShift
 from tsm_keras.models.backbones import get_backbone
 from tsm_keras.models.classifier import build_video_classifier
@@ -25,6 +28,7 @@ from tsm_keras.port.layout import (
     file_arch_preset,
     placement,
     read_layout,
+    torch_module,
     wrapped_module,
 )
 from tsm_keras.port.mapping import assign_weights
@@ -66,6 +70,7 @@ def port_state_dict(
     shift_place=None,
     temporal_pool=None,
     temporal=None,
+    non_local=None,
     input_size=None,
 ):
     """Build the Keras twin of a TSM state dict (name -> NumPy array) and copy its weights.
@@ -90,6 +95,8 @@ def port_state_dict(
             MobileNetV2, 'none' for TSN checkpoints. The direction of a shift does not
             show in the tensors: a unidirectional model trained with the official layout
             needs temporal='tsm-online'.
+        non_local: True / False: checked against the tensors (the official `_nl` models
+            have non-local blocks after ResNet-50 blocks layer2[0, 2] and layer3[0, 2, 4]).
         input_size: frame side (default 224, as trained).
 
     Raises:
@@ -104,6 +111,7 @@ def port_state_dict(
     _check_claims(layout, hints, meta, arch, num_classes)
     place, pooled = placement(layout)
     _check_placement(layout, hints, place, pooled, shift_place, temporal_pool, demo)
+    _check_non_local(layout, hints, non_local)
 
     if temporal is None:
         temporal = "tsm" if place else "tsm-online" if demo else "none"
@@ -146,6 +154,7 @@ def port_state_dict(
         "shift_div": div,
         "shift_place": place or "blockres",
         "temporal_pool": pooled,
+        "non_local": bool(layout.non_local),
         "dropout": DEFAULT_DROPOUT,
     }
     try:
@@ -192,8 +201,6 @@ def _check_claims(layout, hints, meta, arch, num_classes):
         raise PortError(f"{hints['modality']} models are not supported, RGB models are")
     if hints.get("consensus", "avg") != "avg":
         raise PortError(f"consensus {hints['consensus']!r} is not supported: the Keras classifier averages (avg)")
-    if hints.get("non_local"):
-        raise PortError("non-local TSM checkpoints (_nl) are not supported")
 
 
 def _check_placement(layout, hints, place, pooled, shift_place, temporal_pool, demo):
@@ -228,17 +235,52 @@ def _check_placement(layout, hints, place, pooled, shift_place, temporal_pool, d
             )
 
 
-def _check_wrappers(model, layout, place):
-    """The model shifts and pools exactly where the checkpoint's `.net` wrappers say."""
-    expected = {wrapped_module(layer.name, layout.family, place) for layer in temporal_modules(model)}
-    extra, absent = sorted(layout.wrapped - expected), sorted(expected - layout.wrapped)
-    if extra or absent:
+def _check_non_local(layout, hints, non_local):
+    found = bool(layout.non_local)
+    if found and layout.backbone != "resnet50_tv":
         raise PortError(
-            "the checkpoint's temporal modules are not where the model puts them: "
-            + (f"only the checkpoint wraps {extra[:5]}" if extra else "")
-            + ("; " if extra and absent else "")
-            + (f"only the model wraps {absent[:5]}" if absent else "")
+            f"non-local blocks in a {layout.backbone} checkpoint (at {sorted(layout.non_local)[:3]}): the "
+            "official code adds them to ResNet-50 only"
         )
+    if non_local is not None and bool(non_local) != found:
+        raise PortError(
+            "--non-local but the checkpoint has no non-local blocks (no '.nl.' tensors)"
+            if non_local
+            else f"the checkpoint has non-local blocks ({sorted(layout.non_local)[0]}.nl.*): it is a _nl model"
+        )
+    if "non_local" in hints and hints["non_local"] != found:
+        name = hints.get("source", "the file name")
+        raise PortError(
+            f"{name} and the tensors disagree on non-local blocks (name: {'_nl' if hints['non_local'] else 'none'}, "
+            f"tensors: {'non-local at ' + sorted(layout.non_local)[0] if found else 'none'})"
+        )
+
+
+def _check_wrappers(model, layout, place):
+    """The model shifts, pools and has non-local blocks exactly where the checkpoint's
+    `.net` and `.block` wrappers say."""
+    problems = []
+    expected = {
+        wrapped_module(layer.name, layout.family, place)
+        for layer in temporal_modules(model, (TemporalShift, TemporalMaxPool))
+    }
+    expected_non_local = {
+        torch_module(layer.name, layout.family).removesuffix(".nl") for layer in temporal_modules(model, NonLocalBlock)
+    }
+    for what, found, wanted in (
+        ("temporal modules", layout.wrapped, expected),
+        ("non-local blocks", layout.non_local, expected_non_local),
+    ):
+        extra, absent = sorted(found - wanted), sorted(wanted - found)
+        if extra or absent:
+            problems.append(
+                f"the checkpoint's {what} are not where the model puts them: "
+                + (f"only the checkpoint wraps {extra[:5]}" if extra else "")
+                + ("; " if extra and absent else "")
+                + (f"only the model wraps {absent[:5]}" if absent else "")
+            )
+    if problems:
+        raise PortError("; ".join(problems))
 
 
 def port_checkpoint(path, out, *, labels=None, force=False, verify=True, **options):
@@ -304,7 +346,9 @@ def _source(path, checkpoint, ported):
         source.update(dataset=hints["dataset"], sampling="dense" if hints["dense"] else "segments")
     if hints:
         source["settings_from"] = hints["source"]
-    if ported.streaming_demo or ported.model_config["temporal"] == "tsm-online":
+    if ported.model_config["non_local"]:
+        source["streaming"] = "non-local blocks read every frame of the clip: convert.py writes the clip models only"
+    elif ported.streaming_demo or ported.model_config["temporal"] == "tsm-online":
         source["streaming"] = "unidirectional shifts: convert.py can make the per-frame streaming model"
     return source
 

@@ -30,6 +30,7 @@ import keras
 import numpy as np
 
 from tsm_keras._keras_private import replay_graph
+from tsm_keras.layers.non_local import NonLocalBlock
 from tsm_keras.layers.video import FoldTime, SegmentConsensus
 from tsm_keras.models.insertion import TEMPORAL_LAYERS, walk_layers
 
@@ -72,8 +73,8 @@ def streaming_modules(model):
     """The temporal layers of `model` that carry state when it runs frame by frame.
 
     Raises `NotStreamableError` with the reason and the fix when the model cannot stream:
-    no temporal layer at all (a TSN model: a model without a shift), a bidirectional
-    (non-causal) layer, or a temporal layer without the streaming protocol (e.g. temporal
+    no temporal layer at all (a TSN model: a model without a shift), a non-local block or a
+    bidirectional (non-causal) layer, or a temporal layer without the streaming protocol (e.g. temporal
     pooling, which halves the frames).
     """
     layers = list(walk_layers(model))
@@ -88,6 +89,13 @@ def streaming_modules(model):
         raise NotStreamableError(
             f"model '{model.name}' has temporal layers that cannot run frame by frame: "
             f"{blocking} (e.g. temporal pooling). Train without them, with --temporal tsm-online (or tam-online)"
+        )
+    non_local = [l.name for l in temporal if isinstance(l, NonLocalBlock)]
+    if non_local:
+        raise NotStreamableError(
+            f"model '{model.name}' has non-local blocks ({non_local[0]} and {len(non_local) - 1} more): each "
+            "attends to every frame of the clip, later frames included, so the model cannot run frame by "
+            "frame. Use its clip model, or train a model without --non-local (e.g. --temporal tsm-online)"
         )
     offline = [l.name for l in temporal if not l.is_causal]
     if offline:

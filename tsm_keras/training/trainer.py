@@ -20,6 +20,7 @@ from tsm_keras._keras_private import patch_keras_for_multi_worker
 from tsm_keras.data.augment import SCALES
 from tsm_keras.data.labels import write_labels
 from tsm_keras.files import write_json
+from tsm_keras.layers import TemporalAggregation, TemporalShift
 from tsm_keras.models import BACKBONES, TEMPORAL_MODULES, build_video_classifier, parameter_overhead, temporal_modules
 from tsm_keras.run_dir import CONFIG, LABELS, MODEL, load_run
 from tsm_keras.training import callbacks, distribute, evaluation, recipe
@@ -39,6 +40,7 @@ class FitOptions:
     shift_div: Optional[int] = None
     shift_place: Optional[str] = None
     temporal_pool: Optional[bool] = None
+    non_local: Optional[bool] = None
     epochs: Optional[int] = None
     batch_size: Optional[int] = None  # global batch, split over replicas
     lr: Optional[float] = None  # per 64 clips, scaled linearly to the batch
@@ -75,9 +77,9 @@ DEFAULTS = {f.name: f.default for f in dataclasses.fields(FitOptions)}
 DEMO = dict(temporal="tsm-online", width=0.35, segments=8, input_size=64, epochs=20, batch_size=16, lr=0.008,
             warmup_epochs=1, weight_decay=1e-4, dropout=0.5, crop_scales=(1.0,), optimizer="adam", weights="none")
 # Both profiles: the architecture's defaults (the demo's shift_div is set in `resolve`).
-COMMON = dict(backbone="mobilenet_v2", shift_place="blockres", temporal_pool=False)
+COMMON = dict(backbone="mobilenet_v2", shift_place="blockres", temporal_pool=False, non_local=False)
 # The settings that fine-tuning (--tune-from) takes from the run it starts from, unless given.
-ARCHITECTURE = ("backbone", "width", "temporal", "shift_div", "shift_place", "temporal_pool")
+ARCHITECTURE = ("backbone", "width", "temporal", "shift_div", "shift_place", "temporal_pool", "non_local")
 # A user's data: the reference recipe (docs/reference.md, "Training recipes"), from ImageNet weights.
 RECIPE = dict(temporal="tsm", width=1.0, segments=8, input_size=224, epochs=50, batch_size=64, lr=0.01,
               warmup_epochs=5, weight_decay=5e-4, dropout=0.5, crop_scales=SCALES, optimizer="sgd",
@@ -128,6 +130,10 @@ def resolve(options):
         raise ValueError(f"--schedule must be cosine or step, got {o.schedule!r}")
     if o.temporal_pool and preset.pool_before is None:
         raise ValueError(f"--temporal-pool is defined for ResNets, not for {o.backbone}")
+    if o.non_local and not preset.non_local_after:
+        raise ValueError(f"--non-local is defined for ResNet-50 (resnet50, resnet50_tv), not for {o.backbone}")
+    if o.non_local and o.temporal_pool:
+        raise ValueError("--non-local and --temporal-pool exclude each other (the official code cannot combine them)")
     for name in ("data", "val_data"):
         path = getattr(o, name)
         if path is not None and not os.path.exists(path):
@@ -177,6 +183,7 @@ def model_kwargs(o, num_classes):
         shift_div=o.shift_div,
         shift_place=o.shift_place,
         temporal_pool=o.temporal_pool,
+        non_local=o.non_local,
         dropout=o.dropout,
         width=o.width,
         partial_bn=o.partial_bn,
@@ -206,6 +213,8 @@ def _describe(o):
     }
     width = f" x{o.width:g}" if BACKBONES[o.backbone].has_width else ""
     module = temporal.get(o.temporal, o.temporal.upper())
+    if o.non_local:
+        module += f" + {len(BACKBONES[o.backbone].non_local_after)} non-local blocks"
     return f"{module} on {o.backbone}{width}, {o.segments} frames of {o.input_size} px"
 
 
@@ -299,7 +308,7 @@ def train(options, log=print):
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / CONFIG, config)
         write_labels(run_dir / LABELS, class_names)
-    modules = len([m for m in temporal_modules(model) if m.name != "temporal_pool"])
+    modules = len(temporal_modules(model, (TemporalShift, TemporalAggregation)))
     log(f"{_describe(o)}: {modules} temporal modules, {model.count_params():,} parameters")
     log(f"training step: {step_mode}")
     overhead = parameter_overhead(model)
@@ -410,6 +419,17 @@ def _shard_by_data(dataset):
     return dataset.with_options(options)
 
 
+def _same_settings(old, new, key=None):
+    """Equal settings (of one `key` of two dicts, or whole values). A key the old config lacks
+    counts as equal when the new value is off (False or None): an option added since the run
+    began (such as non_local), at its default, leaves the run what it was."""
+    if key is not None:
+        return old.get(key) == new.get(key) or (key not in old and new.get(key) in (False, None))
+    if isinstance(old, dict) and isinstance(new, dict):
+        return set(old) <= set(new) and all(_same_settings(old, new, k) for k in new)
+    return old == new
+
+
 def _check_resume_compatible(run_dir, config):
     """A run directory resumes only the run it was made for."""
     path = run_dir / CONFIG
@@ -421,13 +441,13 @@ def _check_resume_compatible(run_dir, config):
     new = json.loads(json.dumps(config))
     for settings in (old, new):  # how the step is compiled does not change the run's numbers
         settings.get("training", {}).pop("xla", None)
-    changed = [k for k in keys if old.get(k) != new[k]]
+    changed = [k for k in keys if not _same_settings(old.get(k), new[k])]
     if changed:
         details = []
         for key in changed:
             a, b = old.get(key) or {}, new[key]
             if isinstance(a, dict):
-                details += [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in b if a.get(k) != b.get(k)]
+                details += [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in b if not _same_settings(a, b, k)]
             else:
                 details.append(key)
         raise ValueError(
