@@ -1,5 +1,7 @@
 """The video classifier: raw clips in, clip logits out (TSN skeleton + a temporal module)."""
 
+import os
+
 import keras
 
 from tsm_keras.layers.temporal import check_num_segments
@@ -8,6 +10,7 @@ from tsm_keras.layers.temporal_pool import TemporalMaxPool
 from tsm_keras.layers.temporal_shift import BIDIRECTIONAL, UNIDIRECTIONAL, TemporalShift
 from tsm_keras.layers.video import FoldTime, FrameNormalization, SegmentConsensus
 from tsm_keras.models.backbones import build_backbone, get_backbone
+from tsm_keras.models.blvnet import big_little_resnet, check_big_little
 from tsm_keras.models.insertion import (
     PLACEMENTS,
     insert_layers,
@@ -72,10 +75,14 @@ def build_video_classifier(
     sync_batch_norm=False,
     name="video_classifier",
 ):
-    """A TSM (or TSN, or other temporal module) video classifier.
+    """A TSM (or TSN, TAM, bLVNet-TAM) video classifier.
 
     Input `clip`: `(B, T, S, S, 3)` raw RGB in [0, 255] (any dtype; normalised inside).
     Output: clip logits `(B, num_classes)`, the average over frames of the per-frame logits.
+
+    bLVNet (backbone 'blresnet50' / 'blresnet101'): `num_segments` is the number of frames
+    the clip carries, 2T (even): T pairs (2k, 2k+1), 16 for the reference's "8x2". Stage 4,
+    the classifier and the consensus see T positions (tsm_keras.models.blvnet).
 
     Example:
 
@@ -85,19 +92,23 @@ def build_video_classifier(
 
     Args:
         num_classes: K.
-        backbone: a key of `tsm_keras.models.BACKBONES` ('mobilenet_v2', 'resnet50', ...).
-        num_segments: frames per clip T (default: the backbone preset's).
+        backbone: a key of `tsm_keras.models.BACKBONES` ('mobilenet_v2', 'resnet50', ...,
+            'blresnet50').
+        num_segments: frames per clip T (default: the backbone preset's); for bLVNet the
+            2T frames of its T pairs.
         input_size: frame side S (default: the preset's).
         temporal: a key of `TEMPORAL_MODULES`: 'tsm' (bidirectional), 'tsm-online'
             (unidirectional, streamable), 'tam' (learned aggregation of frames t-1, t,
             t+1), 'tam-online' (of frames t-1 and t, streamable) or 'none' (the TSN
             baseline); or a function with the signature of its entries (experiments).
+            bLVNet takes 'tam' (its reference), 'tsm' or 'none'.
         shift_div: 1 / shift_div of the channels shift each way.
         shift_place: 'blockres' (residual branch) or 'block' (whole block input).
         temporal_pool: TSM+TP, max-pool over time before stage 2 (ResNets only).
         dropout: dropout rate before the classifier.
         width: width multiplier (MobileNetV2 only).
-        weights: backbone weights: None, 'imagenet' (needs internet) or a file path.
+        weights: backbone weights: None, 'imagenet' (needs internet; not for bLVNet or the
+            torchvision twins) or the path of a weights file saved from the backbone.
         partial_bn: freeze every BatchNormalization but the first (statistics and affine),
             as the reference does when fine-tuning on small data sets.
         bn_momentum: override the backbone's BatchNormalization momentum (Keras
@@ -112,32 +123,17 @@ def build_video_classifier(
         num_classes, backbone, preset, num_segments, input_size, temporal, shift_place, temporal_pool, dropout
     )
 
-    base = build_backbone(backbone, input_size, weights=weights, width=width)
-    _set_batch_norm(base, partial_bn, bn_momentum, sync_batch_norm)
-
-    # TSM+TP: pool over time before stage 2; later blocks (and the consensus) see T / 2.
-    pool_after, pooled_blocks = {}, set()
-    if temporal_pool:
-        pool_after[producer_of(base, preset.pool_before)] = TemporalMaxPool(num_segments, name="temporal_pool")
-        names = [layer.name for layer in base.layers]  # in topological order
-        pooled_blocks = set(names[names.index(preset.pool_before) :])
-    out_segments = num_segments // 2 if temporal_pool else num_segments
-
-    make = TEMPORAL_MODULES[temporal] if isinstance(temporal, str) else temporal
-    if make is None:
-        network = insert_layers(base, after=pool_after, name="backbone") if pool_after else base
+    if preset.big_little is not None:
+        check_big_little(num_segments, input_size, temporal, shift_place, width)
+        network = big_little_resnet(preset.big_little, num_segments, input_size, temporal, shift_div)
+        _load_backbone_weights(network, backbone, weights)
+        _set_batch_norm(network, partial_bn, bn_momentum, sync_batch_norm)
+        out_segments = num_segments // 2  # stage 4 runs on the T pair positions
     else:
-        network = insert_temporal_modules(
-            base,
-            lambda target: make(
-                target,
-                out_segments if target in pooled_blocks else num_segments,
-                shift_div,
-                signed_inputs=preset.signed_block_inputs,
-            ),
-            place=shift_place,
-            after=pool_after,
-            name="backbone",
+        base = build_backbone(backbone, input_size, weights=weights, width=width)
+        _set_batch_norm(base, partial_bn, bn_momentum, sync_batch_norm)
+        network, out_segments = _insert_temporal(
+            base, preset, num_segments, temporal, shift_div, shift_place, temporal_pool
         )
 
     clip = keras.Input((num_segments, input_size, input_size, 3), name="clip")
@@ -157,6 +153,49 @@ def build_video_classifier(
     )(x)
     logits = SegmentConsensus(out_segments, dtype="float32", name="consensus")(x)
     return keras.Model(clip, logits, name=name)
+
+
+def _insert_temporal(base, preset, num_segments, temporal, shift_div, shift_place, temporal_pool):
+    """A 2D backbone with its temporal modules (and TSM+TP's pooling): (network, frames at its output)."""
+    # TSM+TP: pool over time before stage 2; later blocks (and the consensus) see T / 2.
+    pool_after, pooled_blocks = {}, set()
+    if temporal_pool:
+        pool_after[producer_of(base, preset.pool_before)] = TemporalMaxPool(num_segments, name="temporal_pool")
+        names = [layer.name for layer in base.layers]  # in topological order
+        pooled_blocks = set(names[names.index(preset.pool_before) :])
+    out_segments = num_segments // 2 if temporal_pool else num_segments
+
+    make = TEMPORAL_MODULES[temporal] if isinstance(temporal, str) else temporal
+    if make is None:
+        return (insert_layers(base, after=pool_after, name="backbone") if pool_after else base), out_segments
+    network = insert_temporal_modules(
+        base,
+        lambda target: make(
+            target,
+            out_segments if target in pooled_blocks else num_segments,
+            shift_div,
+            signed_inputs=preset.signed_block_inputs,
+        ),
+        place=shift_place,
+        after=pool_after,
+        name="backbone",
+    )
+    return network, out_segments
+
+
+def _load_backbone_weights(network, backbone, weights):
+    """bLVNet's weights: None (random) or a weights file saved from its backbone network."""
+    if weights is None:
+        return
+    if weights == "imagenet":
+        raise ValueError(
+            f"{backbone!r} has no Keras ImageNet weights to download (the reference's ImageNet bLResNet is a "
+            "PyTorch file): train from scratch (weights=None, --weights none), port a published bLVNet-TAM "
+            "checkpoint with `python -m tsm_keras.port`, or pass a weights file saved from this backbone"
+        )
+    if not os.path.exists(weights):
+        raise FileNotFoundError(f"Backbone weights file not found: {weights!r}")
+    network.load_weights(weights)
 
 
 def _check_arguments(
