@@ -60,11 +60,14 @@ class BigLittle:
             has n ordinary blocks.
         alpha: the little branch is 1 / alpha as wide.
         beta: sets the depth of the little branch (above).
+        width: channel multiplier of every layer (1.0: the reference's 64 stem and
+            256 / 512 / 1024 / 2048 stage channels).
     """
 
     blocks: tuple
     alpha: int = 2
     beta: int = 4
+    width: float = 1.0
 
 
 def _mobilenet_v2(input_shape, weights, width):
@@ -148,6 +151,16 @@ BACKBONES = {
         mean=IMAGENET_MEAN_RGB,
         std=IMAGENET_STD_RGB,
         big_little=BigLittle(blocks=(4, 8, 18, 3)),
+    ),
+    # A CPU-sized Big-Little network (not from the reference): two blocks per stage, a quarter
+    # of the channels (16 stem, 64 / 128 / 256 / 512), for the built-in demo and the tests.
+    "blresnet_cpu": Backbone(
+        build=None,
+        input_size=64,
+        num_segments=8,
+        mean=IMAGENET_MEAN_RGB,
+        std=IMAGENET_STD_RGB,
+        big_little=BigLittle(blocks=(2, 2, 2, 2), width=0.25),
     ),
 }
 

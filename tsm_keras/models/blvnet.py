@@ -123,21 +123,21 @@ def _merge(big, little, prefix):
     return layers.ReLU(name=f"{prefix}_merge_relu")(y)
 
 
-def _stage0(x, alpha, num_segments, make):
+def _stage0(x, stem, alpha, num_segments, make):
     """The first bL module: one conv in the big branch, three in the little one, a 1x1 fusion."""
     module = make("stage0", num_segments)
     x = x if module is None else module(x)
     little, big = PairSplit(num_segments, name="stage0_pairs")(x)
-    big = _conv(STEM_CHANNELS, 3, 2, "stage0_big_conv", big)
+    big = _conv(stem, 3, 2, "stage0_big_conv", big)
     big = _batch_norm("stage0_big_bn")(big)
-    narrow = STEM_CHANNELS // alpha
-    for index, (filters, kernel, stride) in enumerate(((narrow, 3, 1), (narrow, 3, 2), (STEM_CHANNELS, 1, 1)), 1):
+    narrow = stem // alpha
+    for index, (filters, kernel, stride) in enumerate(((narrow, 3, 1), (narrow, 3, 2), (stem, 1, 1)), 1):
         little = _conv(filters, kernel, stride, f"stage0_little_{index}_conv", little)
         little = _batch_norm(f"stage0_little_{index}_bn")(little)
         if index < 3:
             little = layers.ReLU(name=f"stage0_little_{index}_relu")(little)
     y = _merge(big, little, "stage0")
-    y = _conv(STEM_CHANNELS, 1, 1, "stage0_fusion_conv", y)
+    y = _conv(stem, 1, 1, "stage0_fusion_conv", y)
     y = _batch_norm("stage0_fusion_bn")(y)
     y = layers.ReLU(name="stage0_fusion_relu")(y)
     return PairRepeat(num_segments // 2, name="stage0_repeat")(y)
@@ -163,7 +163,8 @@ def _bl_module(x, stage, blocks, filters, fusion_stride, config, num_segments, m
 
 
 def big_little_resnet(config, num_segments, input_size, temporal="tam", shift_div=8, name="backbone"):
-    """bLResNet with its temporal modules: normalised frames `(B * 2T, S, S, 3)` -> `(B * T, S / 32, S / 32, 2048)`.
+    """bLResNet with its temporal modules: normalised frames `(B * 2T, S, S, 3)` -> `(B * T, S / 32, S / 32, 2048)`
+    (2048 * width channels).
 
     Example:
 
@@ -175,7 +176,7 @@ def big_little_resnet(config, num_segments, input_size, temporal="tam", shift_di
     ['stage0_tam', 'stage1_tam', 'stage2_tam']
 
     Args:
-        config: a `BigLittle` (blocks per stage, alpha, beta).
+        config: a `BigLittle` (blocks per stage, alpha, beta, width).
         num_segments: the frames a clip carries, 2T (even): T pairs (2k, 2k+1).
         input_size: frame side S, a multiple of 32.
         temporal: 'tam' (the reference), 'tsm' (a bidirectional shift in the same places)
@@ -190,16 +191,18 @@ def big_little_resnet(config, num_segments, input_size, temporal="tam", shift_di
     def make(prefix, segments):
         return _temporal_module(temporal, prefix, segments, shift_div)
 
+    stem = int(STEM_CHANNELS * config.width)
+    channels = [int(c * config.width) for c in STAGE_CHANNELS]
     frames = keras.Input((input_size, input_size, 3), name="input")
-    x = _conv(STEM_CHANNELS, 7, 2, "conv1_conv", frames)
+    x = _conv(stem, 7, 2, "conv1_conv", frames)
     x = _batch_norm("conv1_bn")(x)
     x = layers.ReLU(name="conv1_relu")(x)
-    x = _stage0(x, config.alpha, num_segments, make)
+    x = _stage0(x, stem, config.alpha, num_segments, make)
     for stage in (1, 2, 3):
-        blocks, filters = config.blocks[stage - 1], STAGE_CHANNELS[stage - 1]
+        blocks, filters = config.blocks[stage - 1], channels[stage - 1]
         x = _bl_module(x, stage, blocks, filters, FUSION_STRIDES[stage - 1], config, num_segments, make, stage < 3)
     pairs = num_segments // 2
     for i in range(config.blocks[3]):
         block = f"stage4_block{i + 1}"
-        x = _bottleneck(x, STAGE_CHANNELS[3], 2 if i == 0 else 1, block, module=make(block, pairs))
+        x = _bottleneck(x, channels[3], 2 if i == 0 else 1, block, module=make(block, pairs))
     return keras.Model(frames, x, name=name)
