@@ -6,6 +6,8 @@ PyTorch -> Keras layouts:
     Linear weight (out, in)               -> Dense kernel (in, out)
     BatchNorm2d weight, bias, running_mean, running_var
                                           -> gamma, beta, moving_mean, moving_variance
+    bLVNet's TAM: prev, curr, next (C, 1, 1, 1) -> TemporalAggregation kernel (3, C)
+                                          (joined in port/big_little.py)
 `num_batches_tracked` (a training step counter of BatchNorm2d) has no Keras counterpart and
 is the only tensor that is read and dropped.
 """
@@ -13,6 +15,8 @@ is the only tensor that is read and dropped.
 import keras
 import numpy as np
 
+from tsm_keras.layers.temporal_aggregation import TemporalAggregation
+from tsm_keras.port import big_little
 from tsm_keras.port.checkpoint import PortError
 from tsm_keras.port.layout import HEAD, torch_module
 
@@ -38,6 +42,8 @@ def _same(value):
 
 def _layer_variables(layer):
     """[(PyTorch parameter name, Keras variable, converter)] of one Keras layer."""
+    if isinstance(layer, TemporalAggregation):  # bLVNet's TAM, its 3 weights joined (port/big_little.py)
+        return [("weight", layer.kernel, _same)]
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         pairs = [("weight", layer.kernel, _depthwise_kernel)]
         return pairs + ([("bias", layer.bias, _same)] if layer.use_bias else [])
@@ -67,7 +73,9 @@ def weight_targets(model, family):
     for layer in backbone.layers:
         if not layer.weights:
             continue
-        module = torch_module(layer.name, family)
+        module = (
+            big_little.torch_module(layer.name) if family == big_little.FAMILY else torch_module(layer.name, family)
+        )
         if module is None:
             raise PortError(f"Keras layer {layer.name!r} has weights but no PyTorch counterpart")
         for parameter, variable, convert in _layer_variables(layer):
