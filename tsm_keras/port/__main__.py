@@ -19,9 +19,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m tsm_keras.port",
         description="Port an official PyTorch TSM checkpoint (ResNet-50/101, MobileNetV2, the "
-        "streaming demo's MobileNetV2) or a bLVNet-TAM checkpoint (bLResNet-50/101) to a Keras model plus config.json. What the tensors "
-        "show (architecture, classes, shift placement, temporal pooling) is inferred; the "
-        "options below override or check it.",
+        "streaming demo's MobileNetV2) or a bLVNet-TAM checkpoint (bLResNet-50/101) to a Keras "
+        "model plus config.json. What the tensors show (architecture, classes, shift placement, "
+        "temporal pooling) is inferred; the options below override or check it.",
     )
     parser.add_argument("checkpoint", help=".pth / .pth.tar (needs torch: pip install -e .[port]) or .npz state dict")
     parser.add_argument("--out", required=True, help="output directory, or a path ending in .keras")
