@@ -125,8 +125,10 @@ def build_video_classifier(
 
     if preset.big_little is not None:
         check_big_little(num_segments, input_size, temporal, shift_place, width)
+        _check_big_little_weights(backbone, weights)
         network = big_little_resnet(preset.big_little, num_segments, input_size, temporal, shift_div)
-        _load_backbone_weights(network, backbone, weights)
+        if weights is not None:
+            network.load_weights(weights)
         _set_batch_norm(network, partial_bn, bn_momentum, sync_batch_norm)
         out_segments = num_segments // 2  # stage 4 runs on the T pair positions
     else:
@@ -183,7 +185,7 @@ def _insert_temporal(base, preset, num_segments, temporal, shift_div, shift_plac
     return network, out_segments
 
 
-def _load_backbone_weights(network, backbone, weights):
+def _check_big_little_weights(backbone, weights):
     """bLVNet's weights: None (random) or a weights file saved from its backbone network."""
     if weights is None:
         return
@@ -195,7 +197,6 @@ def _load_backbone_weights(network, backbone, weights):
         )
     if not os.path.exists(weights):
         raise FileNotFoundError(f"Backbone weights file not found: {weights!r}")
-    network.load_weights(weights)
 
 
 def _check_arguments(
