@@ -37,7 +37,11 @@ def blocks(backbone, pattern):
 
 
 @pytest.mark.parametrize(
-    "name,big,little,stage4", [("blresnet50", (2, 3, 5), (1, 1, 1), 3), ("blresnet101", (3, 7, 17), (1, 1, 3), 3)]
+    "name,big,little,stage4",
+    [
+        ("blresnet50", (2, 3, 5), (1, 1, 1), 3),
+        pytest.param("blresnet101", (3, 7, 17), (1, 1, 3), 3, marks=pytest.mark.slow),
+    ],
 )
 def test_branch_depths_follow_alpha_2_beta_4(name, big, little, stage4):
     net = build_video_classifier(5, backbone=name, num_segments=FRAMES, input_size=S, temporal="none")

@@ -12,8 +12,8 @@ torch = pytest.importorskip("torch")
 
 from tests.port import torch_blvnet as blvnet  # noqa: E402
 from tests.port import torch_reference as ref  # noqa: E402
-from tsm_keras.port import PortError, port_checkpoint, port_state_dict  # noqa: E402
-from tsm_keras.port.big_little import TAM_PARTS  # noqa: E402
+from tsm_keras.port import PortError, assign_weights, port_checkpoint, port_state_dict  # noqa: E402
+from tsm_keras.port.big_little import TAM_PARTS, read_big_little_layout  # noqa: E402
 
 FRAMES, S, K = 4, 64, 5  # 2T = 4 frames (the name's f2x2), 64 px
 RELATIVE = 1e-4
@@ -51,17 +51,51 @@ def net50():
     return torch_blvnet(50)
 
 
-def test_released_file_ports_by_name_and_matches_pytorch(net50, tmp_path):
+@pytest.fixture(scope="module")
+def ported50(net50):
+    return port_state_dict(state(net50), segments=FRAMES, input_size=S)
+
+
+def test_ported_logits_match_pytorch_and_see_the_pairing(net50, ported50):
+    assert ported50.model_config["backbone"] == "blresnet50" and ported50.model_config["temporal"] == "tam"
+    tensors = [n for n in net50.state_dict() if not n.endswith("num_batches_tracked")]
+    # Every tensor is copied; a TAM's three weights become one kernel (7 TAMs).
+    assert ported50.tensors == len(tensors) - 7 * (len(TAM_PARTS) - 1)
+    clip = clips()
+    expected = torch_logits(net50, clip)
+    assert_close(np.asarray(ported50.model(clip)), expected)
+    # The parity is sensitive to the pairing: the frames of each pair swapped give other logits.
+    swapped = np.ascontiguousarray(clip.reshape(2, FRAMES // 2, 2, S, S, 3)[:, :, ::-1].reshape(clip.shape))
+    assert np.abs(np.asarray(ported50.model(swapped)) - expected).max() > 100 * RELATIVE * np.abs(expected).max()
+
+
+def test_leftover_and_missing_tensors_fail_with_their_names(net50, ported50):
+    tensors = state(net50)
+
+    def assign(changed):
+        return assign_weights(ported50.model, read_big_little_layout(changed))
+
+    with pytest.raises(PortError, match=r"no place in the model: baseline_model\.layer4\.0\.extra\.weight"):
+        assign({**tensors, "baseline_model.layer4.0.extra.weight": np.zeros((3,), "float32")})
+    with pytest.raises(PortError, match=r"not in the checkpoint .*layer2\.little_e\.1\.running_var"):
+        assign({k: v for k, v in tensors.items() if k != "baseline_model.layer2.little_e.1.running_var"})
+    with pytest.raises(PortError, match=r"the TAM 'layer1\.tam' lacks its \['next'\] weights"):
+        assign({k: v for k, v in tensors.items() if k != "baseline_model.layer1.tam.next.weight"})
+
+
+def test_segments_are_asked_for_not_guessed(net50):
+    with pytest.raises(PortError, match="pass --segments"):
+        port_state_dict(state(net50), input_size=S)
+
+
+@pytest.mark.slow
+def test_released_file_ports_by_name(net50, tmp_path):
     # The released files are bare state dicts named {dataset}-bLVNet-TAM-{depth}-a2-b4-f{T}x2.
     path = tmp_path / f"st2stv2-bLVNet-TAM-50-a2-b4-f{FRAMES // 2}x2.pth.tar"
     torch.save(net50.state_dict(), path)
     ported, model_path = port_checkpoint(path, tmp_path / "run", input_size=S)
-    assert ported.model_config["backbone"] == "blresnet50" and ported.model_config["temporal"] == "tam"
     assert ported.model_config["num_segments"] == FRAMES  # f2x2: 2 pairs, 4 frames
-    tensors = [n for n in net50.state_dict() if not n.endswith("num_batches_tracked")]
-    # Every tensor but the TAMs' three-into-one: 7 TAMs of 3 weights each become 7 kernels.
-    assert ported.tensors == len(tensors) - 7 * (len(TAM_PARTS) - 1)
-    clip = clips()
+    clip = clips(seed=2)
     assert_close(np.asarray(keras.models.load_model(model_path)(clip)), torch_logits(net50, clip))
 
 
@@ -79,33 +113,6 @@ def test_training_checkpoint_from_dataparallel(net50, tmp_path):
     assert ported.notes == ["segments=4 (from the folder name st2stv1-bLVNet-TAM-50-a2-b4-f2x2)"]
     clip = clips(seed=3)
     assert_close(np.asarray(keras.models.load_model(model_path)(clip)), torch_logits(net50, clip))
-
-
-def test_a_frame_order_change_is_seen(net50):
-    # The parity is sensitive to the pairing: the frames of each pair swapped give other logits.
-    ported = port_state_dict(state(net50), segments=FRAMES, input_size=S)
-    clip = clips()
-    swapped = np.ascontiguousarray(clip.reshape(2, FRAMES // 2, 2, S, S, 3)[:, :, ::-1].reshape(clip.shape))
-    expected = torch_logits(net50, clip)
-    assert np.abs(np.asarray(ported.model(swapped)) - expected).max() > 100 * RELATIVE * np.abs(expected).max()
-
-
-def test_leftover_and_missing_tensors_fail_with_their_names(net50):
-    tensors = state(net50)
-    extra = {**tensors, "baseline_model.layer4.0.extra.weight": np.zeros((3,), "float32")}
-    with pytest.raises(PortError, match=r"no place in the model: baseline_model\.layer4\.0\.extra\.weight"):
-        port_state_dict(extra, segments=FRAMES, input_size=S)
-    missing = {k: v for k, v in tensors.items() if k != "baseline_model.layer2.little_e.1.running_var"}
-    with pytest.raises(PortError, match=r"not in the checkpoint .*layer2\.little_e\.1\.running_var"):
-        port_state_dict(missing, segments=FRAMES, input_size=S)
-    no_next = {k: v for k, v in tensors.items() if k != "baseline_model.layer1.tam.next.weight"}
-    with pytest.raises(PortError, match=r"the TAM 'layer1\.tam' lacks its \['next'\] weights"):
-        port_state_dict(no_next, segments=FRAMES, input_size=S)
-
-
-def test_segments_are_asked_for_not_guessed(net50):
-    with pytest.raises(PortError, match="pass --segments"):
-        port_state_dict(state(net50), input_size=S)
 
 
 @pytest.mark.slow
