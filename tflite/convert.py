@@ -6,7 +6,8 @@ RUN_DIR defaults to the newest run under runs/. Files go to RUN_DIR/tflite/. Wit
 the models are calibrated on the run's training data and validated on its validation data,
 or on --data (a video folder, a list file or a TFRecord folder: what a ported checkpoint
 needs). A causal run (tsm-online, tam-online) also gets its two streaming models; a
-bidirectional one gets its clip models and a line saying how to train a streamable run.
+bidirectional one gets its clip models and a line saying how to train a streamable run; a
+bLVNet-TAM run (its frame pairing reads the next frame) gets its clip models and a line saying why.
 See docs/tflite.md.
 """
 

@@ -9,6 +9,11 @@ the TSN baseline: `python training/fit.py --temporal none`.
 With --data: the reference recipe (bidirectional TSM, SGD, momentum 0.9, ImageNet weights,
 224 px, 8 frames).
 Starting the same command again resumes a killed run after its last completed epoch.
+
+bLVNet-TAM: --backbone blresnet50 (or blresnet101) --temporal tam. Its clips carry 2T frames
+that form T pairs: --segments counts the frames (even; 16 = the reference's "8x2"), and its
+stage 4 and the consensus see the T pairs. With --data its defaults are the reference's
+recipe: 16 frames, Nesterov SGD, cosine, no warm-up, from scratch (no Keras ImageNet weights).
 """
 
 import argparse
@@ -19,7 +24,15 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tsm_keras.models import BACKBONES, TEMPORAL_MODULES  # noqa: E402
-from tsm_keras.training.trainer import DEFAULTS, DEMO, RECIPE, FitOptions, resolve, train  # noqa: E402
+from tsm_keras.training.trainer import (  # noqa: E402
+    BIG_LITTLE_RECIPE,
+    DEFAULTS,
+    DEMO,
+    RECIPE,
+    FitOptions,
+    resolve,
+    train,
+)
 
 
 def parse_args(argv=None):
@@ -35,9 +48,19 @@ def parse_args(argv=None):
     g.add_argument("--val-data", help="validation data in the same forms (default: the val split of --data)")
     g.add_argument("--workers", type=int, help="parallel decoding calls (default: AUTOTUNE)")
     g = p.add_argument_group("model")
-    g.add_argument("--backbone", choices=sorted(BACKBONES), help="2D network (default: mobilenet_v2)")
+    g.add_argument(
+        "--backbone",
+        choices=sorted(BACKBONES),
+        help="2D network, or blresnet50/blresnet101: bLVNet-TAM's Big-Little network over frame pairs "
+        "(default: mobilenet_v2)",
+    )
     g.add_argument("--width", type=float, help=f"MobileNetV2 width multiplier {d('width')}")
-    g.add_argument("--segments", type=int, help=f"frames per clip T {d('segments')}")
+    g.add_argument(
+        "--segments",
+        type=int,
+        help=f"frames per clip T {d('segments')}; for blresnet50/101 the frames the clip carries, 2T "
+        f"(T pairs, even; default: {DEMO['segments']} for the demo, {BIG_LITTLE_RECIPE['segments']} with --data)",
+    )
     g.add_argument("--input-size", type=int, help=f"frame side in pixels {d('input_size')}")
     g.add_argument(
         "--temporal",
@@ -109,7 +132,12 @@ def parse_args(argv=None):
     g.add_argument("--epochs", type=int, help=f"{d('epochs')}")
     g.add_argument("--batch-size", type=int, help=f"global batch in clips, split over replicas {d('batch_size')}")
     g.add_argument("--lr", type=float, help=f"learning rate per 64 clips, scaled linearly to --batch-size {d('lr')}")
-    g.add_argument("--optimizer", choices=["sgd", "adam"], help=f"sgd: momentum 0.9 as the reference {d('optimizer')}")
+    g.add_argument(
+        "--optimizer",
+        choices=["sgd", "nesterov", "adam"],
+        help=f"sgd: momentum 0.9 as the reference; nesterov: the same with Nesterov momentum "
+        f"(bLVNet-TAM's recipe, its default with --data) {d('optimizer')}",
+    )
     g.add_argument(
         "--schedule",
         choices=["cosine", "step"],

@@ -322,7 +322,7 @@ def randomize(model, seed, calibrate):
         for module in model.modules():
             last = (
                 module.bn3
-                if isinstance(module, Bottleneck)
+                if hasattr(module, "bn3")  # a bottleneck (this file's, or torch_blvnet's)
                 else module.W[1]
                 if isinstance(module, NonLocal3d)
                 else (module.conv[-1] if isinstance(module, InvertedResidual) and module.use_residual else None)

@@ -21,7 +21,8 @@ class Backbone:
     """How to build a 2D backbone (without its classifier) and feed it.
 
     Attributes:
-        build: `f(input_shape, weights, width) -> keras.Model`, a Functional 2D network.
+        build: `f(input_shape, weights, width) -> keras.Model`, a Functional 2D network
+            (None for the Big-Little networks, which `big_little` describes).
         input_size: the input side it was designed for.
         num_segments: frames per clip used by default.
         mean, std: normalisation of raw RGB [0, 255] frames (RGB order).
@@ -36,9 +37,11 @@ class Backbone:
             (measured with benchmarks/vs_pytorch.py; training/fit.py's default there).
         non_local_after: the block outputs after which `non_local=True` puts a non-local
             block (empty: not supported).
+        big_little: for bLVNet's Big-Little network (a video network over frame pairs, built
+            by tsm_keras.models.blvnet, not by `build`): its blocks and ratios.
     """
 
-    build: Callable
+    build: Optional[Callable]
     input_size: int = 224
     num_segments: int = 8
     mean: tuple = IMAGENET_MEAN_RGB
@@ -50,6 +53,27 @@ class Backbone:
     signed_block_inputs: bool = False
     xla_on_cpu: bool = False
     non_local_after: tuple = ()
+    big_little: Optional["BigLittle"] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BigLittle:
+    """bLResNet (bLVNet-TAM's backbone): ResNet bottleneck counts and the big/little ratios.
+
+    Attributes:
+        blocks: the ResNet block count n of stages 1-4. Stages 1-3 are bL modules: n - 1
+            big blocks, max(1, n // beta - 1) little ones and one fusion block; stage 4
+            has n ordinary blocks.
+        alpha: the little branch is 1 / alpha as wide.
+        beta: sets the depth of the little branch (above).
+        width: channel multiplier of every layer (1.0: the reference's 64 stem and
+            256 / 512 / 1024 / 2048 stage channels).
+    """
+
+    blocks: tuple
+    alpha: int = 2
+    beta: int = 4
+    width: float = 1.0
 
 
 def _mobilenet_v2(input_shape, weights, width):
@@ -129,6 +153,33 @@ BACKBONES = {
     "mobilenet_v2_tv": Backbone(
         build=_torchvision(torchvision_mobilenet_v2), mean=IMAGENET_MEAN_RGB, std=IMAGENET_STD_RGB
     ),
+    # bLVNet-TAM's Big-Little ResNets (alpha 2, beta 4): video networks over 2T frames (T
+    # pairs), trained as the reference in RGB with ImageNet mean/std. 16 frames: "8x2".
+    # The input side must be a multiple of 32 (the big branch is upsampled 2x to the little one).
+    "blresnet50": Backbone(
+        build=None,
+        num_segments=16,
+        mean=IMAGENET_MEAN_RGB,
+        std=IMAGENET_STD_RGB,
+        big_little=BigLittle(blocks=(3, 4, 6, 3)),
+    ),
+    "blresnet101": Backbone(
+        build=None,
+        num_segments=16,
+        mean=IMAGENET_MEAN_RGB,
+        std=IMAGENET_STD_RGB,
+        big_little=BigLittle(blocks=(4, 8, 18, 3)),
+    ),
+    # A CPU-sized Big-Little network (not from the reference): two blocks per stage, a quarter
+    # of the channels (16 stem, 64 / 128 / 256 / 512), for the built-in demo and the tests.
+    "blresnet_cpu": Backbone(
+        build=None,
+        input_size=64,
+        num_segments=8,
+        mean=IMAGENET_MEAN_RGB,
+        std=IMAGENET_STD_RGB,
+        big_little=BigLittle(blocks=(2, 2, 2, 2), width=0.25),
+    ),
 }
 
 
@@ -146,6 +197,11 @@ def build_backbone(name, input_size, weights=None, width=1.0):
             internet), or the path of a weights file for this backbone without its top.
     """
     preset = get_backbone(name)
+    if preset.big_little is not None:
+        raise ValueError(
+            f"{name!r} is a video network over frame pairs, not a 2D backbone: build it with "
+            "build_video_classifier (or tsm_keras.models.blvnet.big_little_resnet)"
+        )
     if width != 1.0 and not preset.has_width:
         raise ValueError(f"Backbone {name!r} has no width multiplier. Received: width={width}")
     if weights not in (None, "imagenet") and not os.path.exists(weights):

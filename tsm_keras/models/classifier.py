@@ -1,5 +1,7 @@
 """The video classifier: raw clips in, clip logits out (TSN skeleton + a temporal module)."""
 
+import os
+
 import keras
 
 from tsm_keras.layers.non_local import NonLocalBlock
@@ -9,6 +11,7 @@ from tsm_keras.layers.temporal_pool import TemporalMaxPool
 from tsm_keras.layers.temporal_shift import BIDIRECTIONAL, UNIDIRECTIONAL, TemporalShift
 from tsm_keras.layers.video import FoldTime, FrameNormalization, SegmentConsensus
 from tsm_keras.models.backbones import build_backbone, get_backbone
+from tsm_keras.models.blvnet import big_little_resnet, check_big_little
 from tsm_keras.models.insertion import (
     PLACEMENTS,
     insert_layers,
@@ -74,10 +77,14 @@ def build_video_classifier(
     sync_batch_norm=False,
     name="video_classifier",
 ):
-    """A TSM (or TSN, or other temporal module) video classifier.
+    """A TSM (or TSN, TAM, bLVNet-TAM) video classifier.
 
     Input `clip`: `(B, T, S, S, 3)` raw RGB in [0, 255] (any dtype; normalised inside).
     Output: clip logits `(B, num_classes)`, the average over frames of the per-frame logits.
+
+    bLVNet (backbone 'blresnet50' / 'blresnet101'): `num_segments` is the number of frames
+    the clip carries, 2T (even): T pairs (2k, 2k+1), 16 for the reference's "8x2". Stage 4,
+    the classifier and the consensus see T positions (tsm_keras.models.blvnet).
 
     Example:
 
@@ -87,13 +94,16 @@ def build_video_classifier(
 
     Args:
         num_classes: K.
-        backbone: a key of `tsm_keras.models.BACKBONES` ('mobilenet_v2', 'resnet50', ...).
-        num_segments: frames per clip T (default: the backbone preset's).
+        backbone: a key of `tsm_keras.models.BACKBONES` ('mobilenet_v2', 'resnet50', ...,
+            'blresnet50').
+        num_segments: frames per clip T (default: the backbone preset's); for bLVNet the
+            2T frames of its T pairs.
         input_size: frame side S (default: the preset's).
         temporal: a key of `TEMPORAL_MODULES`: 'tsm' (bidirectional), 'tsm-online'
             (unidirectional, streamable), 'tam' (learned aggregation of frames t-1, t,
             t+1), 'tam-online' (of frames t-1 and t, streamable) or 'none' (the TSN
             baseline); or a function with the signature of its entries (experiments).
+            bLVNet takes 'tam' (its reference), 'tsm' or 'none'.
         shift_div: 1 / shift_div of the channels shift each way.
         shift_place: 'blockres' (residual branch) or 'block' (whole block input).
         temporal_pool: TSM+TP, max-pool over time before stage 2 (ResNets only).
@@ -103,7 +113,8 @@ def build_video_classifier(
             code cannot combine with it). The model no longer streams.
         dropout: dropout rate before the classifier.
         width: width multiplier (MobileNetV2 only).
-        weights: backbone weights: None, 'imagenet' (needs internet) or a file path.
+        weights: backbone weights: None, 'imagenet' (needs internet; not for bLVNet or the
+            torchvision twins) or the path of a weights file saved from the backbone.
         partial_bn: freeze every BatchNormalization but the first (statistics and affine),
             as the reference does when fine-tuning on small data sets.
         bn_momentum: override the backbone's BatchNormalization momentum (Keras
@@ -119,9 +130,45 @@ def build_video_classifier(
     )
     _check_non_local(non_local, backbone, preset, temporal_pool)
 
-    base = build_backbone(backbone, input_size, weights=weights, width=width)
-    _set_batch_norm(base, partial_bn, bn_momentum, sync_batch_norm)
+    if preset.big_little is not None:
+        check_big_little(num_segments, input_size, temporal, shift_place, width)
+        _check_big_little_weights(backbone, weights)
+        network = big_little_resnet(preset.big_little, num_segments, input_size, temporal, shift_div)
+        if weights is not None:
+            network.load_weights(weights)
+        _set_batch_norm(network, partial_bn, bn_momentum, sync_batch_norm)
+        out_segments = num_segments // 2  # stage 4 runs on the T pair positions
+    else:
+        base = build_backbone(backbone, input_size, weights=weights, width=width)
+        _set_batch_norm(base, partial_bn, bn_momentum, sync_batch_norm)
+        network, out_segments, non_local_blocks = _insert_temporal(
+            base, preset, num_segments, temporal, shift_div, shift_place, temporal_pool, non_local
+        )
+        for block in non_local_blocks:  # built by now, inside `network`
+            _set_batch_norm_of(block.batch_norm, bn_momentum, sync_batch_norm)
 
+    clip = keras.Input((num_segments, input_size, input_size, 3), name="clip")
+    frames = FoldTime(name="fold_time")(clip)
+    x = FrameNormalization(preset.mean, preset.std, preset.reverse_channels, name="normalize")(frames)
+    x = network(x)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    # The reference initialises the new classifier with N(0, 0.001) and zero bias. Logits
+    # are computed (and averaged) in float32 under mixed precision.
+    x = keras.layers.Dense(
+        num_classes,
+        kernel_initializer=keras.initializers.RandomNormal(stddev=0.001),
+        bias_initializer="zeros",
+        dtype="float32",
+        name="logits",
+    )(x)
+    logits = SegmentConsensus(out_segments, dtype="float32", name="consensus")(x)
+    return keras.Model(clip, logits, name=name)
+
+
+def _insert_temporal(base, preset, num_segments, temporal, shift_div, shift_place, temporal_pool, non_local):
+    """A 2D backbone with its temporal modules, TSM+TP's pooling and non-local blocks:
+    (network, frames at its output, the non-local blocks)."""
     # TSM+TP: pool over time before stage 2; later blocks (and the consensus) see T / 2.
     pool_after, pooled_blocks = {}, set()
     if temporal_pool:
@@ -153,26 +200,21 @@ def build_video_classifier(
             after=after,
             name="backbone",
         )
-    for block in non_local_blocks.values():  # built by now, inside `network`
-        _set_batch_norm_of(block.batch_norm, bn_momentum, sync_batch_norm)
+    return network, out_segments, list(non_local_blocks.values())
 
-    clip = keras.Input((num_segments, input_size, input_size, 3), name="clip")
-    frames = FoldTime(name="fold_time")(clip)
-    x = FrameNormalization(preset.mean, preset.std, preset.reverse_channels, name="normalize")(frames)
-    x = network(x)
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
-    # The reference initialises the new classifier with N(0, 0.001) and zero bias. Logits
-    # are computed (and averaged) in float32 under mixed precision.
-    x = keras.layers.Dense(
-        num_classes,
-        kernel_initializer=keras.initializers.RandomNormal(stddev=0.001),
-        bias_initializer="zeros",
-        dtype="float32",
-        name="logits",
-    )(x)
-    logits = SegmentConsensus(out_segments, dtype="float32", name="consensus")(x)
-    return keras.Model(clip, logits, name=name)
+
+def _check_big_little_weights(backbone, weights):
+    """bLVNet's weights: None (random) or a weights file saved from its backbone network."""
+    if weights is None:
+        return
+    if weights == "imagenet":
+        raise ValueError(
+            f"{backbone!r} has no Keras ImageNet weights to download (the reference's ImageNet bLResNet is a "
+            "PyTorch file): train from scratch (weights=None, --weights none), port a published bLVNet-TAM "
+            "checkpoint with `python -m tsm_keras.port`, or pass a weights file saved from this backbone"
+        )
+    if not os.path.exists(weights):
+        raise FileNotFoundError(f"Backbone weights file not found: {weights!r}")
 
 
 def _check_arguments(

@@ -2,6 +2,7 @@
 
     python -m tsm_keras.port TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment8_e50.pth --out runs/tsm_k400
     python -m tsm_keras.port mobilenetv2_jester_online.pth.tar --out runs/jester_online --labels jester.txt
+    python -m tsm_keras.port st2stv2-bLVNet-TAM-50-a2-b4-f8x2.pth.tar --out runs/blvnet_ssv2 --labels ssv2.txt
 
 The output folder holds model.keras, config.json and labels.txt, which training/evaluate.py
 and tflite/convert.py read. Errors are one line on stderr (exit status 2).
@@ -18,15 +19,24 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m tsm_keras.port",
         description="Port an official PyTorch TSM checkpoint (ResNet-50/101, non-local ResNet-50, "
-        "MobileNetV2, the streaming demo's MobileNetV2) to a Keras model plus config.json. What the tensors "
-        "show (architecture, classes, shift placement, temporal pooling, non-local blocks) is inferred; the "
-        "options below override or check it.",
+        "MobileNetV2, the streaming demo's MobileNetV2) or a bLVNet-TAM checkpoint (bLResNet-50/101) to a "
+        "Keras model plus config.json. What the tensors show (architecture, classes, shift placement, "
+        "temporal pooling, non-local blocks) is inferred; the options below override or check it.",
     )
     parser.add_argument("checkpoint", help=".pth / .pth.tar (needs torch: pip install -e .[port]) or .npz state dict")
     parser.add_argument("--out", required=True, help="output directory, or a path ending in .keras")
-    parser.add_argument("--arch", choices=("resnet50", "resnet101", "mobilenetv2"), help="checked against the tensors")
+    parser.add_argument(
+        "--arch",
+        choices=("resnet50", "resnet101", "mobilenetv2", "blresnet50", "blresnet101"),
+        help="checked against the tensors",
+    )
     parser.add_argument("--num-classes", type=int, help="checked against the classifier")
-    parser.add_argument("--segments", type=int, help="frames per clip (default: from the file name, else 8)")
+    parser.add_argument(
+        "--segments",
+        type=int,
+        help="frames per clip (bLVNet: the 2T frames, 16 for f8x2); default: from the file or folder name, "
+        "else the porter asks",
+    )
     parser.add_argument(
         "--shift-div", type=int, help="1/shift_div of the channels shift each way (default: file name, else 8)"
     )

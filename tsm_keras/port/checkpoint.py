@@ -56,6 +56,33 @@ KNOWN_FILES = {
 }
 
 
+# bLVNet-TAM's model names (its released files, and the folder of a training run):
+#   {dataset}-bLVNet-TAM-{depth}-a{alpha}-b{beta}-f{T}x2, e.g. st2stv2-bLVNet-TAM-50-a2-b4-f8x2
+# "f8x2" is 8 pairs: 16 frames per clip.
+_BIG_LITTLE_NAME = re.compile(
+    r"^(?P<dataset>[A-Za-z0-9_]+)-bLVNet-TAM-(?P<depth>\d+)-a(?P<alpha>\d+)-b(?P<beta>\d+)-f(?P<pairs>\d+)x2$"
+)
+
+
+def parse_big_little_name(stem):
+    """What a bLVNet-TAM model name says; {} when it is not one.
+
+    >>> hints = parse_big_little_name("st2stv1-bLVNet-TAM-101-a2-b4-f16x2")
+    >>> hints["arch"], hints["segments"], hints["dataset"]
+    ('blresnet101', 32, 'st2stv1')
+    """
+    match = _BIG_LITTLE_NAME.match(stem)
+    if not match:
+        return {}
+    return {
+        "dataset": match["dataset"],
+        "arch": f"blresnet{match['depth']}",
+        "alpha": int(match["alpha"]),
+        "beta": int(match["beta"]),
+        "segments": 2 * int(match["pairs"]),
+    }
+
+
 def parse_run_name(name):
     """What an official run or file name says; {} when it does not follow the pattern.
 
@@ -72,7 +99,7 @@ def parse_run_name(name):
             break
     match = _RUN_NAME.match(stem)
     if not match:
-        return {}
+        return parse_big_little_name(stem)
     suffixes = match["suffixes"].split("_")[1:]
     hints = {
         "dataset": match["dataset"],

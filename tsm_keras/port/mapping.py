@@ -10,6 +10,8 @@ PyTorch -> Keras layouts:
     kernels and its BatchNorm3d as above:
         nl.theta.*, nl.phi.0.*, nl.g.0.*  -> theta, phi, g (the '.0': a max-pool follows)
         nl.W.0.*, nl.W.1.*                -> W (1x1 conv) and batch_norm
+    bLVNet's TAM: prev, curr, next (C, 1, 1, 1) -> TemporalAggregation kernel (3, C)
+                                          (joined in port/big_little.py)
 `num_batches_tracked` (a training step counter of BatchNorm2d) has no Keras counterpart and
 is the only tensor that is read and dropped.
 """
@@ -18,6 +20,8 @@ import keras
 import numpy as np
 
 from tsm_keras.layers.non_local import NonLocalBlock
+from tsm_keras.layers.temporal_aggregation import TemporalAggregation
+from tsm_keras.port import big_little
 from tsm_keras.port.checkpoint import PortError
 from tsm_keras.port.layout import HEAD, torch_module
 
@@ -57,6 +61,8 @@ def _layer_variables(layer):
             pairs += [(f"{prefix}.weight", conv.kernel, _conv3d_kernel), (f"{prefix}.bias", conv.bias, _same)]
         norm = _layer_variables(layer.batch_norm)
         return pairs + [(f"W.1.{name}", variable, convert) for name, variable, convert in norm]
+    if isinstance(layer, TemporalAggregation):  # bLVNet's TAM, its 3 weights joined (port/big_little.py)
+        return [("weight", layer.kernel, _same)]
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         pairs = [("weight", layer.kernel, _depthwise_kernel)]
         return pairs + ([("bias", layer.bias, _same)] if layer.use_bias else [])
@@ -86,7 +92,9 @@ def weight_targets(model, family):
     for layer in backbone.layers:
         if not layer.weights:
             continue
-        module = torch_module(layer.name, family)
+        module = (
+            big_little.torch_module(layer.name) if family == big_little.FAMILY else torch_module(layer.name, family)
+        )
         if module is None:
             raise PortError(f"Keras layer {layer.name!r} has weights but no PyTorch counterpart")
         for parameter, variable, convert in _layer_variables(layer):

@@ -15,6 +15,7 @@ setting that changes the outputs but that nothing says (segments, shift_div) is 
 import dataclasses
 import hashlib
 import os
+import re
 
 from tsm_keras.layers.non_local import NonLocalBlock
 from tsm_keras.layers.temporal_pool import TemporalMaxPool
@@ -22,6 +23,7 @@ from tsm_keras.layers.temporal_shift import TemporalShift
 from tsm_keras.models.backbones import get_backbone
 from tsm_keras.models.classifier import build_video_classifier
 from tsm_keras.models.insertion import temporal_modules
+from tsm_keras.port.big_little import is_big_little, read_big_little_layout
 from tsm_keras.port.checkpoint import PortError, read_checkpoint
 from tsm_keras.port.layout import (
     MOBILENET_V2,
@@ -104,6 +106,10 @@ def port_state_dict(
             the arguments describe; nothing is built half-way.
     """
     hints, meta = dict(name_hints or {}), dict(meta or {})
+    if is_big_little(state):
+        if shift_div is not None or shift_place is not None or temporal_pool:
+            raise PortError("--shift-div, --shift-place and --temporal-pool are TSM settings: a bLVNet has none")
+        return _port_big_little(state, hints, meta, arch, num_classes, segments, temporal, input_size)
     layout = read_layout(state)
     notes = []
     demo = layout.family == MOBILENET_V2 and not layout.in_base_model and not layout.wrapped
@@ -165,6 +171,49 @@ def port_state_dict(
         _check_wrappers(model, layout, place)
     tensors = assign_weights(model, layout)
     return Ported(model, model_config, tensors, notes, demo)
+
+
+def _port_big_little(state, hints, meta, arch, num_classes, segments, temporal, input_size):
+    """A bLVNet-TAM state dict into `build_video_classifier(backbone='blresnet50' / '101')`."""
+    layout = read_big_little_layout(state)
+    notes = []
+    for source, claim in (
+        ("--arch", arch),
+        ("the name", hints.get("arch")),
+        ("the checkpoint's 'arch'", meta.get("arch")),
+    ):
+        said = _big_little_arch(claim)
+        if claim is not None and said != layout.backbone:
+            raise PortError(f"{source} says {claim!r} but the tensors are those of a {layout.backbone} model")
+    if num_classes is not None and num_classes != layout.num_classes:
+        raise PortError(f"--num-classes {num_classes} but the checkpoint's classifier has {layout.num_classes} outputs")
+    has_tam = any(name.endswith("tam.weight") for name in layout.tensors)
+    found = "tam" if has_tam else "none"
+    if temporal is not None and temporal != found:
+        raise PortError(f"temporal={temporal!r} but the checkpoint's network has {'TAM' if has_tam else 'no TAM'}")
+    segments = _pick("segments", segments, hints, "--segments (the frames a clip carries, 2T: 16 for f8x2)", notes)
+    model_config = {
+        "num_classes": layout.num_classes,
+        "backbone": layout.backbone,
+        "num_segments": segments,
+        "input_size": 224 if input_size is None else input_size,
+        "temporal": found,
+        "dropout": DEFAULT_DROPOUT,
+    }
+    try:
+        model = build_video_classifier(**model_config)
+    except ValueError as error:
+        raise PortError(f"cannot build the model: {error}") from error
+    tensors = assign_weights(model, layout)
+    return Ported(model, model_config, tensors, notes, False)
+
+
+def _big_little_arch(claim):
+    """The preset an --arch, a name or a checkpoint's 'arch' names ('blresnet50', 'st2stv2-bLVNet-TAM-50-...')."""
+    if claim is None:
+        return None
+    match = re.search(r"(?:blresnet|bLVNet-TAM-)(\d+)", str(claim))
+    return f"blresnet{match[1]}" if match else str(claim)
 
 
 def _pick(key, value, hints, option, notes):
@@ -315,6 +364,17 @@ def port_checkpoint(path, out, *, labels=None, force=False, verify=True, **optio
 def _preprocessing(model_config):
     preset = get_backbone(model_config["backbone"])  # ImageNet mean/std in RGB, as trained
     size = model_config["input_size"]
+    if preset.big_little is not None:
+        # The bLVNet-TAM README evaluates with --disable_scaleup: short side resized to the crop.
+        return {
+            "color": "RGB",
+            "input": "raw frames in [0, 255]; the model normalises inside",
+            "mean": [round(m / 255, 6) for m in preset.mean],
+            "std": [round(s / 255, 6) for s in preset.std],
+            "resize_short_side": size,
+            "center_crop": size,
+            "frames": f"{model_config['num_segments']} per clip (TSN segments), in pairs (2k, 2k+1)",
+        }
     return {
         "color": "RGB",
         "input": "raw frames in [0, 255]; the model normalises inside",
@@ -343,7 +403,7 @@ def _source(path, checkpoint, ported):
         **checkpoint.meta,
     }
     if "dataset" in hints:
-        source.update(dataset=hints["dataset"], sampling="dense" if hints["dense"] else "segments")
+        source.update(dataset=hints["dataset"], sampling="dense" if hints.get("dense") else "segments")
     if hints:
         source["settings_from"] = hints["source"]
     if ported.model_config["non_local"]:

@@ -90,6 +90,9 @@ def streaming_modules(model):
             f"model '{model.name}' has temporal layers that cannot run frame by frame: "
             f"{blocking} (e.g. temporal pooling). Train without them, with --temporal tsm-online (or tam-online)"
         )
+    refusals = [l.streaming_refusal for l in temporal if getattr(l, "streaming_refusal", None)]
+    if refusals:  # a network that can never stream (bLVNet's frame pairing): its own reason
+        raise NotStreamableError(f"model '{model.name}': {refusals[0]}")
     non_local = [l.name for l in temporal if isinstance(l, NonLocalBlock)]
     if non_local:
         raise NotStreamableError(

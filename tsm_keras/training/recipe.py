@@ -92,21 +92,23 @@ def make_optimizer(learning_rate, weight_decay, clip_norm, head_lr_mult=1.0, opt
     Keras applies weight decay decoupled (w -= lr * wd * w, outside the momentum), so it is
     divided by (1 - momentum) to decay as much per step as PyTorch's L2 does through the
     momentum buffer. Like the reference, biases and BatchNormalization parameters are not
-    decayed. `optimizer='adam'` is offered for training small models from scratch.
+    decayed. `optimizer='nesterov'` is the same SGD with Nesterov momentum (bLVNet-TAM's
+    recipe); `optimizer='adam'` is offered for training small models from scratch.
     """
     clip = clip_norm if clip_norm and clip_norm > 0 else None
     if optimizer == "adam":
         opt = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay, global_clipnorm=clip)
-    elif optimizer == "sgd":
+    elif optimizer in ("sgd", "nesterov"):
         opt = VideoSGD(
             head_lr_mult=head_lr_mult,
             learning_rate=learning_rate,
             momentum=MOMENTUM,
+            nesterov=optimizer == "nesterov",
             weight_decay=weight_decay / (1 - MOMENTUM) if weight_decay else None,
             global_clipnorm=clip,
         )
     else:
-        raise ValueError(f"`optimizer` must be 'sgd' or 'adam'. Received: {optimizer!r}")
+        raise ValueError(f"`optimizer` must be 'sgd', 'nesterov' or 'adam'. Received: {optimizer!r}")
     if weight_decay:
         opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     return opt

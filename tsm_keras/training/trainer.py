@@ -22,6 +22,7 @@ from tsm_keras.data.labels import write_labels
 from tsm_keras.files import write_json
 from tsm_keras.layers import TemporalAggregation, TemporalShift
 from tsm_keras.models import BACKBONES, TEMPORAL_MODULES, build_video_classifier, parameter_overhead, temporal_modules
+from tsm_keras.models.blvnet import check_big_little
 from tsm_keras.run_dir import CONFIG, LABELS, MODEL, load_run
 from tsm_keras.training import callbacks, distribute, evaluation, recipe
 
@@ -84,6 +85,11 @@ ARCHITECTURE = ("backbone", "width", "temporal", "shift_div", "shift_place", "te
 RECIPE = dict(temporal="tsm", width=1.0, segments=8, input_size=224, epochs=50, batch_size=64, lr=0.01,
               warmup_epochs=5, weight_decay=5e-4, dropout=0.5, crop_scales=SCALES, optimizer="sgd",
               weights="imagenet")
+# bLVNet-TAM (--backbone blresnet50/101), on top of either profile: its TAM, and with --data the
+# reference's recipe (Nesterov SGD, cosine, no warm-up, 16 frames = 8 pairs). It has no Keras
+# ImageNet weights, so it trains from scratch unless --weights names a file. Flips stay off.
+BIG_LITTLE_DEMO = dict(temporal="tam", width=1.0)
+BIG_LITTLE_RECIPE = dict(temporal="tam", width=1.0, segments=16, optimizer="nesterov", warmup_epochs=0, weights="none")
 # fmt: on
 
 
@@ -93,6 +99,8 @@ def resolve(options):
     Raises ValueError with a one-line reason for anything invalid.
     """
     profile = {**COMMON, **(DEMO if options.data is None else RECIPE)}
+    if _is_big_little(options.backbone):
+        profile.update(BIG_LITTLE_DEMO if options.data is None else BIG_LITTLE_RECIPE)
     if options.tune_from is not None:
         profile.update(_tuned_architecture(options))
     values = {
@@ -116,6 +124,11 @@ def resolve(options):
         o.shift_div = 4 if options.data is None and o.temporal == "tsm-online" else 8
     if o.segments < 1:
         raise ValueError(f"--segments must be >= 1, got {o.segments}")
+    if preset.big_little is not None:
+        try:
+            check_big_little(o.segments, o.input_size, o.temporal, o.shift_place)
+        except ValueError as error:
+            raise ValueError(f"--backbone {o.backbone}: {error}") from None
     if o.input_size < preset.min_input_size:
         raise ValueError(f"--input-size {o.input_size} is too small for {o.backbone} (minimum {preset.min_input_size})")
     for name in ("epochs", "batch_size"):
@@ -143,6 +156,10 @@ def resolve(options):
     elif o.weights != "imagenet" and not os.path.exists(o.weights):
         raise ValueError(f"--weights {o.weights} does not exist (use none, imagenet or a weights file)")
     return o
+
+
+def _is_big_little(backbone):
+    return backbone in BACKBONES and BACKBONES[backbone].big_little is not None
 
 
 def _tuned_architecture(options):
@@ -215,7 +232,8 @@ def _describe(o):
     module = temporal.get(o.temporal, o.temporal.upper())
     if o.non_local:
         module += f" + {len(BACKBONES[o.backbone].non_local_after)} non-local blocks"
-    return f"{module} on {o.backbone}{width}, {o.segments} frames of {o.input_size} px"
+    pairs = f" ({o.segments // 2} pairs)" if _is_big_little(o.backbone) else ""
+    return f"{module} on {o.backbone}{width}, {o.segments} frames{pairs} of {o.input_size} px"
 
 
 def _choose_xla(o):
