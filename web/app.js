@@ -23,7 +23,7 @@ const app = {
   generation: 0, // bumped by every new source: a stale frame loop stops
   busy: false,
   lastRun: null, // presented-frame count of the last frame the model saw
-  skipped: 0,
+  firstRun: null, // ... and of the first one since the reset
   latencies: [],
   history: [],
   record: Number(params.get("record") ?? 0), // keep the RGBA of this many frames (tests)
@@ -83,7 +83,7 @@ async function loadModel(name) {
 function restart() {
   app.classifier?.reset();
   app.lastRun = null;
-  app.skipped = 0;
+  app.firstRun = null;
   app.latencies = [];
   $("label").textContent = "";
 }
@@ -92,6 +92,7 @@ async function setSource({ stream = null, file = null }) {
   app.stream?.getTracks().forEach((track) => track.stop());
   if (app.objectUrl) URL.revokeObjectURL(app.objectUrl);
   app.stream = stream;
+  app.sourceName = stream ? "camera" : file.name;
   app.objectUrl = file ? URL.createObjectURL(file) : null;
   video.srcObject = stream;
   if (file) video.src = app.objectUrl;
@@ -103,11 +104,14 @@ async function setSource({ stream = null, file = null }) {
     if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(tick);
     else requestAnimationFrame(() => tick(0, null));
   };
-  let previousTime = -1;
+  let lastTime = -1;
+  let count = 0;
   const tick = (_, meta) => {
     if (generation !== app.generation) return;
     // Without requestVideoFrameCallback, a new frame is a new currentTime.
-    const presented = meta ? meta.presentedFrames : video.currentTime !== previousTime ? ++previousTime : null;
+    const fresh = !meta && video.currentTime !== lastTime;
+    lastTime = video.currentTime;
+    const presented = meta ? meta.presentedFrames : fresh ? ++count : null;
     if (presented !== null) onFrame(presented, generation);
     schedule();
   };
@@ -118,10 +122,7 @@ async function setSource({ stream = null, file = null }) {
 async function onFrame(presented, generation) {
   const classifier = app.classifier;
   if (!classifier) return;
-  if (app.busy) {
-    app.skipped += 1; // the model is still on the previous frame
-    return;
-  }
+  if (app.busy) return; // the model is still on the previous frame: this one is not seen
   const stride = Number($("stride").value);
   if (app.lastRun !== null && presented - app.lastRun < stride) return;
   app.busy = true;
@@ -139,7 +140,8 @@ async function onFrame(presented, generation) {
     const prediction = await classifier.update(rgb);
     if (generation !== app.generation || classifier !== app.classifier) return;
     app.lastRun = presented;
-    const entry = { ...summary(prediction), presented, width, height };
+    app.firstRun ??= presented;
+    const entry = { ...summary(prediction), source: app.sourceName, presented, width, height };
     if (app.history.length < app.record) entry.image = base64(image.data);
     remember(entry);
     show(prediction, width, height);
@@ -188,7 +190,8 @@ function show(prediction, width, height) {
   $("latency").textContent =
     `model step ${prediction.ms.toFixed(1)} ms ` + `(mean ${mean.toFixed(1)} ms over the last ${app.latencies.length})`;
   $("frames").textContent =
-    `step ${prediction.frame + 1} since reset · ${app.skipped} frames skipped while busy · ` + `video ${width}x${height}`;
+    `${prediction.frame + 1} frames classified of the ${app.lastRun - app.firstRun + 1} the video showed ` +
+    `since the reset (stride ${$("stride").value}; a busy page or browser misses some) · video ${width}x${height}`;
 }
 
 async function openCamera() {
