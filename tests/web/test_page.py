@@ -91,8 +91,8 @@ def test_camera_shows_the_top_class_of_stream_py_on_the_same_file(open_page, cam
        row, its last step (file frame j) sees what stream.py's step j sees: the logits agree
        within 1e-4 and the top class shown is stream.py's. The frames are black and white,
        which Chromium and OpenCV decode to the very pixels written (checked); with colour
-       their YUV-to-RGB rounding differs by up to 3 levels, which moved the tiny untrained
-       model's logits by up to 1.2 and would make the comparison a matter of luck."""
+       their YUV-to-RGB rounding differed by up to 3 levels (one frame measured), which moved
+       the tiny untrained model's logits by 1.2 and would make the comparison a matter of luck."""
     window = 4
     memory = len(StreamRunner(float_models[STREAM_STATE]).state_details) + window  # frames a step depends on
     page = open_page(camera=True, model=FLOAT, window=window, record=200)
