@@ -34,9 +34,11 @@ function say(text, error = false) {
   $("message").className = error ? "error" : "";
 }
 
-function integerParam(name, input, fallback) {
-  const value = Number(params.get(name) ?? fallback);
-  input.value = value;
+/** The window or stride box: an integer >= 1, else an Error that says so. */
+function setting(name) {
+  const text = $(name).value;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be an integer >= 1, not '${text}'`);
   return value;
 }
 
@@ -58,14 +60,12 @@ async function loadModel(name) {
     const labelsUrl = new URL("labels.txt", url);
     const text = await (await fetchOk(labelsUrl, "labels.txt beside the model")).text();
     const labels = text.split("\n").map((line) => line.trim()).filter(Boolean);
-    let classifier;
-    try {
-      classifier = new StreamingClassifier(runner, labels, Number($("window").value));
-    } catch (error) {
+    if (labels.length !== runner.numClasses) {
       runner.delete();
-      throw new Error(`${labelsUrl.pathname}: ${error.message}`);
+      const counts = `${labels.length} class names for a model with ${runner.numClasses} outputs`;
+      throw new Error(`${labelsUrl.pathname}: ${counts}`);
     }
-    app.classifier = classifier;
+    app.classifier = new StreamingClassifier(runner, labels, setting("window"));
     restart();
     const frame = runner.frameInfo;
     say(
@@ -123,7 +123,13 @@ async function onFrame(presented, generation) {
   const classifier = app.classifier;
   if (!classifier) return;
   if (app.busy) return; // the model is still on the previous frame: this one is not seen
-  const stride = Number($("stride").value);
+  let stride;
+  try {
+    stride = setting("stride");
+  } catch (error) {
+    say(`error: ${error.message}`, true); // shown until the box holds a good value
+    return;
+  }
   if (app.lastRun !== null && presented - app.lastRun < stride) return;
   app.busy = true;
   try {
@@ -205,7 +211,8 @@ async function openCamera() {
   }
   let stream;
   try {
-    stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: { ideal: "environment" } }, audio: false });
+    const rear = { facingMode: { ideal: "environment" } }; // a phone's rear camera, where there is one
+    stream = await navigator.mediaDevices.getUserMedia({ video: rear, audio: false });
   } catch (error) {
     const reasons = {
       NotAllowedError:
@@ -222,8 +229,8 @@ async function openCamera() {
 }
 
 async function init() {
-  integerParam("window", $("window"), DEFAULT_WINDOW);
-  integerParam("stride", $("stride"), 1);
+  $("window").value = params.get("window") ?? DEFAULT_WINDOW;
+  $("stride").value = params.get("stride") ?? 1;
   let listing;
   try {
     listing = await (await fetchOk(new URL("models.json", MODELS), "the run's model list")).json();
@@ -253,7 +260,17 @@ $("reset").addEventListener("click", () => {
   restart();
   say(`${app.model}: reset (zero buffers, empty window).`);
 });
-$("window").addEventListener("change", () => app.model && loadModel(app.model).catch(() => {}));
+$("window").addEventListener("change", () => {
+  if (!app.classifier) return;
+  try {
+    const { runner, classNames } = app.classifier;
+    app.classifier = new StreamingClassifier(runner, classNames, setting("window"));
+    restart();
+    say(`${app.model}: window ${setting("window")}, reset.`);
+  } catch (error) {
+    say(`error: ${error.message}`, true);
+  }
+});
 video.addEventListener("ended", () => {
   if (app.classifier) say(`End of the video: ${app.classifier.frames} frames classified since the last reset.`);
 });
@@ -272,7 +289,8 @@ window.tsm = {
   prepareFrame: (values, width, height, size) => Array.from(prepareFrame(Uint8Array.from(values), width, height, size)),
   info() {
     const runner = app.classifier?.runner;
-    return runner && { name: runner.name, inputSize: runner.inputSize, numClasses: runner.numClasses, step: runner.step };
+    if (!runner) return null;
+    return { name: runner.name, inputSize: runner.inputSize, numClasses: runner.numClasses, step: runner.step };
   },
   history: () => app.history,
   message: () => $("message").textContent,

@@ -112,7 +112,8 @@ export class StreamRunner {
       throw new ModelError(`${this.name}: a frame of ${rgb.length} values for an input of ${expected}`);
     }
     const info = this.frameInfo;
-    this.write(this.frameBuffer, info.dtype === "int8" ? quantize(rgb, info.scale, info.zeroPoint) : Float32Array.from(rgb));
+    const frame = info.dtype === "int8" ? quantize(rgb, info.scale, info.zeroPoint) : Float32Array.from(rgb);
+    this.write(this.frameBuffer, frame);
     const inputs = this.inputNames.map((name) => (name === FRAME ? this.frameBuffer : this.states[name]));
     const outputs = await this.compiled.run(this.signatureIndex, inputs);
     let logits = null;
