@@ -26,7 +26,10 @@ def page(browser, server):
     """One page without camera permission for the tests that feed raw frames or pick models
     (a page load compiles LiteRT's WebAssembly: about a second)."""
     context = browser.new_context()
-    yield load(context.new_page(), server, model=FLOAT, window=3)
+    page = context.new_page()
+    page.requested = []  # every address the page asked for
+    page.on("request", lambda request: page.requested.append(request.url))
+    yield load(page, server, model=FLOAT, window=3)
     context.close()
 
 
@@ -34,6 +37,13 @@ def page(browser, server):
 def frames():
     """12 raw frames, every one different (identical frames would hide a wrong buffer)."""
     return smooth_clips(3, seed=21).reshape(-1, S, S, 3).astype("uint8")
+
+
+def test_the_page_and_litert_come_from_the_server_alone(page, server):
+    """LiteRT.js's script and WebAssembly are served from web/node_modules, not a CDN."""
+    assert any(url.endswith("/node_modules/@litertjs/core/dist/index.js") for url in page.requested)
+    assert any(url.endswith(".wasm") for url in page.requested)
+    assert [url for url in page.requested if not url.startswith(server)] == []
 
 
 def test_float32_page_equals_litert_on_the_same_frames(page, float_models, frames):
