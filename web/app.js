@@ -21,6 +21,7 @@ const app = {
   stream: null,
   objectUrl: null,
   generation: 0, // bumped by every new source: a stale frame loop stops
+  loads: 0, // bumped by every model load: a slower earlier load is dropped
   busy: false,
   lastRun: null, // presented-frame count of the last frame the model saw
   firstRun: null, // ... and of the first one since the reset
@@ -49,6 +50,7 @@ async function fetchOk(url, what) {
 }
 
 async function loadModel(name) {
+  const load = ++app.loads;
   app.classifier?.runner.delete();
   app.classifier = null;
   app.model = name;
@@ -59,6 +61,10 @@ async function loadModel(name) {
     const runner = await StreamRunner.open(bytes, name, WASM_DIR);
     const labelsUrl = new URL("labels.txt", url);
     const text = await (await fetchOk(labelsUrl, "labels.txt beside the model")).text();
+    if (load !== app.loads) {
+      runner.delete(); // another model was picked meanwhile
+      return;
+    }
     const labels = text.split("\n").map((line) => line.trim()).filter(Boolean);
     if (labels.length !== runner.numClasses) {
       runner.delete();
@@ -74,7 +80,7 @@ async function loadModel(name) {
         (video.srcObject || video.src ? "Classifying." : "Pick the camera or a video file."),
     );
   } catch (error) {
-    say(`error: ${error.message ?? error}`, true);
+    if (load === app.loads) say(`error: ${error.message ?? error}`, true);
     throw error;
   }
 }
