@@ -5,7 +5,9 @@
 RUN_DIR defaults to the newest run under runs/; its tflite/ folder (written by
 tflite/convert.py) gives the models and labels.txt. The page runs
 stream_state_<precision>.tflite in LiteRT.js (WebAssembly), served from web/node_modules
-(`npm ci` in web/ installs it): nothing is fetched from elsewhere. A browser gives the
+(`npm ci` in web/ installs it): nothing is fetched from elsewhere. /model/models.json
+tells the page each model's kind, precision and signatures (shapes, dtypes, quantization),
+as ai_edge_litert reads them. A browser gives the
 camera only to https pages and to http://localhost: on a phone on the same network serve
 with --host 0.0.0.0 and --cert/--key, or forward the port (docs/web.md).
 """
@@ -16,6 +18,7 @@ import http.server
 import json
 import ssl
 import sys
+import threading
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -33,6 +36,47 @@ class ServeError(ValueError):
 def model_files(tflite_dir):
     """The .tflite files of a run's tflite/ folder, sorted by name."""
     return sorted(p.name for p in Path(tflite_dir).glob("*.tflite"))
+
+
+def describe_model(path):
+    """models.json's entry of one .tflite: name, kind, precision (from the name convert.py
+    gives, null otherwise) and signatures as ai_edge_litert reads them; a file that is not a
+    tsm_keras video model gets `kind` null and an `error` naming it."""
+    from tsm_keras.export.kinds import PRECISIONS, file_name  # imports TensorFlow (seconds)
+    from tsm_keras.export.runtime import ModelKindError, kind_of, signatures
+
+    path = Path(path)
+    try:
+        found = signatures(str(path))
+    except ValueError as error:
+        return {"name": path.name, "kind": None, "error": f"{path.name}: LiteRT cannot read it ({error})"}
+    try:
+        kind = kind_of(found, path.name)
+    except ModelKindError as error:
+        return {"name": path.name, "kind": None, "error": str(error)}
+    precision = next((p for p in PRECISIONS if file_name(kind, p) == path.name), None)
+    return {"name": path.name, "kind": kind, "precision": precision, "signatures": found}
+
+
+class ModelList:
+    """models.json of a run: every .tflite described, each again only when it changed (a
+    re-converted model is picked up on reload)."""
+
+    def __init__(self, run_name, tflite_dir):
+        self.run_name, self.tflite_dir = run_name, Path(tflite_dir)
+        self.lock = threading.Lock()
+        self.seen = {}  # name -> ((size, mtime), entry)
+
+    def json(self):
+        with self.lock:
+            models = []
+            for name in model_files(self.tflite_dir):
+                stat = (self.tflite_dir / name).stat()
+                key = (stat.st_size, stat.st_mtime_ns)
+                if self.seen.get(name, (None,))[0] != key:
+                    self.seen[name] = (key, describe_model(self.tflite_dir / name))
+                models.append(self.seen[name][1])
+            return {"run": self.run_name, "models": models}
 
 
 def check(run_dir, web_dir=WEB):
@@ -54,19 +98,19 @@ def check(run_dir, web_dir=WEB):
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
-    """web/ at /, and at /model/ only the run's .tflite files, labels.txt and their list."""
+    """web/ at /, and at /model/ only the run's .tflite files, labels.txt and models.json."""
 
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".wasm": "application/wasm"}
     extensions_map[".js"] = "text/javascript"
 
-    def __init__(self, *args, run_name, tflite_dir, quiet=True, **kwargs):
-        self.run_name, self.tflite_dir, self.quiet = run_name, Path(tflite_dir), quiet
+    def __init__(self, *args, models, quiet=True, **kwargs):
+        self.models, self.tflite_dir, self.quiet = models, models.tflite_dir, quiet
         super().__init__(*args, **kwargs)
 
     def do_GET(self):
         path = unquote(urlsplit(self.path).path)
         if path == MODEL_PREFIX + "models.json":
-            body = json.dumps({"run": self.run_name, "models": model_files(self.tflite_dir)}).encode()
+            body = json.dumps(self.models.json()).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -98,10 +142,9 @@ class Handler(http.server.SimpleHTTPRequestHandler):
 def make_server(run_dir, host="127.0.0.1", port=8000, web_dir=WEB, cert=None, key=None, quiet=True):
     """A ThreadingHTTPServer for the page and the run's models (not yet serving); https with
     `cert` and `key` (PEM files). Port 0 picks a free port: see `server.server_address`."""
-    tflite_dir = check(run_dir, web_dir)
-    handler = functools.partial(
-        Handler, directory=str(web_dir), run_name=Path(run_dir).resolve().name, tflite_dir=tflite_dir, quiet=quiet
-    )
+    models = ModelList(Path(run_dir).resolve().name, check(run_dir, web_dir))
+    models.json()  # read every model now: the page's first request does not wait for it
+    handler = functools.partial(Handler, directory=str(web_dir), models=models, quiet=quiet)
     server = http.server.ThreadingHTTPServer((host, port), handler)
     if cert:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -137,7 +180,7 @@ def main(argv=None):
         if args.run_dir:
             run_dir = Path(args.run_dir)
         else:
-            from tsm_keras.run_dir import newest_run  # imports TensorFlow (seconds): only without RUN_DIR
+            from tsm_keras.run_dir import newest_run
 
             run_dir = newest_run(args.runs)
         server = make_server(run_dir, args.host, args.port, cert=args.cert, key=args.key, quiet=not args.verbose)

@@ -5,7 +5,7 @@ import { StreamRunner } from "./runtime.js";
 import { DEFAULT_WINDOW, FrameSizeError, prepareFrame, StreamingClassifier } from "./stream_app.js";
 
 const WASM_DIR = new URL("./node_modules/@litertjs/core/wasm/", import.meta.url).href;
-const MODELS = new URL("./model/", location.href); // RUN/tflite/, served by tflite/serve.py
+const MODELS = new URL("./model/", location.href); // RUN/tflite/ and models.json, served by tflite/serve.py
 const PREFERRED = ["stream_state_int8.tflite", "stream_state_float32.tflite"];
 const HISTORY = 1000; // steps kept for the test hook
 
@@ -16,6 +16,7 @@ const canvas = document.createElement("canvas");
 const context = canvas.getContext("2d", { willReadFrequently: true });
 
 const app = {
+  models: [], // models.json: each .tflite's name, kind, precision and signatures
   classifier: null,
   model: null,
   stream: null,
@@ -57,8 +58,10 @@ async function loadModel(name) {
   const url = new URL(name, MODELS);
   say(`Loading ${name}…`);
   try {
+    const model = app.models.find((entry) => entry.name === name);
+    if (!model) throw new Error(`${name}: not in the run's models.json (reload the page)`);
     const bytes = new Uint8Array(await (await fetchOk(url, name)).arrayBuffer());
-    const runner = await StreamRunner.open(bytes, name, WASM_DIR);
+    const runner = await StreamRunner.open(bytes, model, WASM_DIR);
     const labelsUrl = new URL("labels.txt", url);
     const text = await (await fetchOk(labelsUrl, "labels.txt beside the model")).text();
     if (load !== app.loads) {
@@ -245,9 +248,11 @@ async function init() {
     throw error;
   }
   $("run").textContent = listing.run;
+  app.models = listing.models;
+  const names = app.models.map((model) => model.name);
   const select = $("model");
-  select.replaceChildren(...listing.models.map((name) => new Option(name, name)));
-  const chosen = params.get("model") ?? PREFERRED.find((name) => listing.models.includes(name)) ?? listing.models[0];
+  select.replaceChildren(...names.map((name) => new Option(name, name)));
+  const chosen = params.get("model") ?? PREFERRED.find((name) => names.includes(name)) ?? names[0];
   if (!chosen) {
     say(`error: ${listing.run}/tflite holds no .tflite file: run python tflite/convert.py RUN --int8`, true);
     return;

@@ -1,11 +1,45 @@
 // An explicit-state streaming .tflite run frame by frame in LiteRT.js (WebAssembly, XNNPACK):
-// the page's twin of tsm_keras.export.runtime.StreamRunner. LiteRT.js's Tensor class knows
-// float32, int32 and uint8 only, so the runner drives LiteRT's Wasm bindings directly
-// (LiteRt.liteRtWasm: loadModel, compileModel, TensorBuffer), which take any element type;
-// each output buffer named like a buffer input is fed back unchanged at the next step.
+// the page's twin of tsm_keras.export.runtime.StreamRunner.
+//
+// Why LiteRT's Wasm bindings (LiteRt.liteRtWasm: loadModel, compileModel, TensorBuffer) and
+// not LiteRT.js's high-level API (loadAndCompile, Tensor, getInputDetails): in @litertjs/core
+// 2.5.3 that API knows float32, int32 and uint8 only (its DATATYPES), so an int8 model's
+// tensors and even its getInputDetails() throw "Element type INT8 is not supported", and it
+// gives no quantization at all. The bindings take any element type; they tell the signature,
+// its input and output names, element types and shapes. Quantization (scale and zero point),
+// and the model's kind, come from models.json, which tflite/serve.py reads with ai_edge_litert.
+// Each output buffer named like a buffer input is fed back unchanged at the next step.
 
 import { loadLiteRt } from "@litertjs/core";
-import { FRAME, LOGITS, ModelError, readSignatures, STEP, streamStateSignature } from "./tflite_model.js";
+
+// Names of tsm_keras's models (tsm_keras.streaming and tsm_keras.export.kinds).
+export const FRAME = "frame";
+export const LOGITS = "logits";
+const STEP = "step";
+const CLIP_INPUT = "clip";
+// LiteRT element types the page runs (values of ElementType in @litertjs/core's index.d.ts).
+const ELEMENT_TYPES = { 1: "float32", 9: "int8" };
+
+/** A model the page cannot run; `message` says which file and what to pick instead. */
+export class ModelError extends Error {}
+
+/** Nothing, or a ModelError naming the file and what to pick, for a models.json entry whose
+ * kind (tsm_keras.export.runtime.kind_of, found by tflite/serve.py) the page cannot run. */
+export function checkKind(model) {
+  const pick = "pick stream_state_float32.tflite or stream_state_int8.tflite written by tflite/convert.py";
+  if (model.kind === "stream_state") return;
+  if (model.kind === "stream") {
+    throw new ModelError(
+      `${model.name}: a streaming model that keeps its buffers in resource variables (signatures ` +
+        `'step' and 'reset', a stream_*.tflite); the page feeds the buffers itself: ${pick}`,
+    );
+  }
+  if (model.kind === "clip") {
+    const shape = JSON.stringify(Object.values(model.signatures)[0].inputs[CLIP_INPUT].shape);
+    throw new ModelError(`${model.name}: a clip model (input 'clip' ${shape}), not a streaming model: ${pick}`);
+  }
+  throw new ModelError(`${model.error ?? `${model.name}: a model of kind ${model.kind}`}: ${pick}`);
+}
 
 let liteRtPromise = null;
 
@@ -16,34 +50,36 @@ export function liteRt(wasmDir) {
 }
 
 export class StreamRunner {
-  /** Use `await StreamRunner.open(bytes, name, wasmDir)`. */
-  constructor(lite, bytes, name, step) {
+  /** Use `await StreamRunner.open(bytes, model, wasmDir)`. */
+  constructor(lite, bytes, model) {
     this.wasm = lite.liteRtWasm;
     this.env = lite.getDefaultEnvironment().liteRtEnvironment;
-    this.name = name;
-    this.step = step;
-    this.frameInfo = step.inputs[FRAME];
-    this.logitsInfo = step.outputs[LOGITS];
-    this.inputSize = this.frameInfo.shape[1];
-    this.numClasses = this.logitsInfo.shape[1];
-    this.stateNames = Object.keys(step.inputs).filter((k) => k !== FRAME);
+    this.name = model.name;
     this.pointer = this.wasm._malloc(bytes.byteLength);
     this.wasm.HEAPU8.set(bytes, this.pointer);
     this.model = this.wasm.loadModel(this.env, this.pointer, bytes.byteLength);
     this.states = null;
   }
 
-  static async open(bytes, name, wasmDir) {
-    const step = streamStateSignature(readSignatures(bytes), name);
-    const runner = new StreamRunner(await liteRt(wasmDir), bytes, name, step);
-    await runner.compile();
+  /** The runner of `bytes`, the .tflite of `model` (its models.json entry), or a ModelError. */
+  static async open(bytes, model, wasmDir) {
+    checkKind(model);
+    const runner = new StreamRunner(await liteRt(wasmDir), bytes, model);
+    try {
+      runner.describe(model);
+      await runner.compile();
+    } catch (error) {
+      runner.delete();
+      throw error;
+    }
     return runner;
   }
 
-  async compile() {
-    const count = this.model.getNumSignatures();
+  // The step signature from LiteRT.js: `this.step = {inputs, outputs}`, each `{name: {name,
+  // shape, dtype, scale, zeroPoint}}` (scale 0 when not quantized, from models.json).
+  describe(model) {
     this.signatureIndex = -1;
-    for (let i = 0; i < count; i++) {
+    for (let i = 0; i < this.model.getNumSignatures(); i++) {
       const signature = this.model.getSignature(i);
       if (signature.key() === STEP) {
         this.signatureIndex = i;
@@ -53,6 +89,38 @@ export class StreamRunner {
       signature.delete();
     }
     if (this.signatureIndex < 0) throw new ModelError(`${this.name}: LiteRT.js finds no signature 'step'`);
+    const listed = model.signatures[STEP];
+    const tensors = (names, side, typeOf) =>
+      Object.fromEntries(
+        names.map((name, i) => {
+          const quantization = listed?.[side][name]?.quantization;
+          if (!quantization) {
+            throw new ModelError(`${this.name}: models.json has no ${side.slice(0, -1)} '${name}': reload the page`);
+          }
+          const type = typeOf.call(this.model, this.signatureIndex, i);
+          const layout = type.layout();
+          const shape = vectorToArray(layout.dimensions());
+          const code = type.elementType().value;
+          layout.delete();
+          type.delete();
+          const dtype = ELEMENT_TYPES[code] ?? `element type ${code}`;
+          return [name, { name, shape, dtype, scale: quantization[0], zeroPoint: quantization[1] }];
+        }),
+      );
+    const step = {
+      inputs: tensors(this.inputNames, "inputs", this.model.getInputTensorType),
+      outputs: tensors(this.outputNames, "outputs", this.model.getOutputTensorType),
+    };
+    checkStep(step, this.name);
+    this.step = step;
+    this.frameInfo = step.inputs[FRAME];
+    this.logitsInfo = step.outputs[LOGITS];
+    this.inputSize = this.frameInfo.shape[1];
+    this.numClasses = this.logitsInfo.shape[1];
+    this.stateNames = this.inputNames.filter((k) => k !== FRAME);
+  }
+
+  async compile() {
     const options = { accelerator: "wasm", cpuOptions: { numThreads: 1 }, gpuOptions: {}, webNNOptions: {} };
     this.compiled = await this.wasm.compileModel(this.env, this.model, options);
     this.frameBuffer = this.buffer(this.inputNames.indexOf(FRAME));
@@ -148,6 +216,29 @@ export class StreamRunner {
     this.compiled?.delete();
     this.model.delete();
     this.wasm._free(this.pointer);
+  }
+}
+
+// The step signature's inputs and outputs are what the page feeds: a frame [1, S, S, 3],
+// logits [1, K], float32 or int8, and every buffer input fed back from its output.
+function checkStep(step, name) {
+  const frame = step.inputs[FRAME];
+  if (!frame) throw new ModelError(`${name}: no input '${FRAME}' in signature 'step'`);
+  const [batch, height, width, channels] = frame.shape;
+  if (frame.shape.length !== 4 || batch !== 1 || height !== width || channels !== 3) {
+    throw new ModelError(`${name}: input 'frame' has shape ${JSON.stringify(frame.shape)}; expected [1, S, S, 3]`);
+  }
+  const logits = step.outputs[LOGITS];
+  if (!logits || logits.shape.length !== 2) {
+    throw new ModelError(`${name}: no output 'logits' of shape [1, K]`);
+  }
+  for (const [key, info] of Object.entries(step.inputs)) {
+    if (!["float32", "int8"].includes(info.dtype)) {
+      throw new ModelError(`${name}: input '${key}' is ${info.dtype}; the page runs float32 and int8 models`);
+    }
+    if (key !== FRAME && !(key in step.outputs)) {
+      throw new ModelError(`${name}: buffer input '${key}' has no output of the same name to feed back`);
+    }
   }
 }
 
