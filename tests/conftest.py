@@ -1,4 +1,61 @@
+"""The test environment, and tiny models converted once per session for tests/export and
+tests/web (conversion takes seconds each on the shared CPU). The fixtures import the
+library inside: the environment must be set before Keras and TensorFlow load."""
+
 import os
+
+import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+@pytest.fixture(scope="session")
+def online_model():
+    from tests.tiny import tiny_classifier
+
+    return tiny_classifier("tsm-online", seed=0)
+
+
+@pytest.fixture(scope="session")
+def stream_model(online_model):
+    from tsm_keras.streaming import build_streaming_model
+
+    return build_streaming_model(online_model, batch_size=1)
+
+
+@pytest.fixture(scope="session")
+def float_models(online_model, stream_model):
+    from tsm_keras.export.kinds import CLIP, FLOAT32, STREAM, STREAM_STATE
+    from tsm_keras.export.tflite import convert
+    from tsm_keras.export.variables import with_resource_variables
+
+    state = convert(stream_model, STREAM_STATE, FLOAT32)
+    return {CLIP: convert(online_model, CLIP, FLOAT32), STREAM_STATE: state, STREAM: with_resource_variables(state)}
+
+
+@pytest.fixture(scope="session")
+def calibration_clips():
+    from tests.tiny import smooth_clips
+
+    return list(smooth_clips(12, seed=50).astype("uint8"))
+
+
+@pytest.fixture(scope="session")
+def int8_models(online_model, stream_model, calibration_clips):
+    from tsm_keras.export.calibration import representative
+    from tsm_keras.export.kinds import CLIP, INT8, STREAM, STREAM_STATE
+    from tsm_keras.export.tflite import convert
+    from tsm_keras.export.variables import with_resource_variables
+
+    clip = convert(online_model, CLIP, INT8, representative(CLIP, calibration_clips))
+    samples = representative(STREAM_STATE, calibration_clips, stream=stream_model)
+    state = convert(stream_model, STREAM_STATE, INT8, samples)
+    return {CLIP: clip, STREAM_STATE: state, STREAM: with_resource_variables(state)}
+
+
+@pytest.fixture(scope="session")
+def test_clips():
+    from tests.tiny import smooth_clips
+
+    return smooth_clips(3, seed=7)

@@ -35,7 +35,7 @@ from tsm_keras.export.kinds import (
     STREAM_STATE,
     file_name,
 )
-from tsm_keras.export.runtime import ClipRunner, StreamRunner, interpreter, operators
+from tsm_keras.export.runtime import ClipRunner, StreamRunner, operators, signatures
 from tsm_keras.export.tflite import convert
 from tsm_keras.export.variables import with_resource_variables
 from tsm_keras.export.verify import (
@@ -92,26 +92,10 @@ def verification_clips(num_segments, size, count=3, seed=0):
 
 def describe(content):
     """Sizes, signatures with their inputs and outputs (shape, dtype, quantization), operators."""
-    litert = interpreter(content)
-    signatures = {}
-    for key in sorted(litert.get_signature_list()):
-        sig = litert.get_signature_runner(key)
-
-        def tensors(details):
-            return {
-                name: {
-                    "shape": [int(d) for d in detail["shape"]],
-                    "dtype": np.dtype(detail["dtype"]).name,
-                    "quantization": [float(detail["quantization"][0]), int(detail["quantization"][1])],
-                }
-                for name, detail in details.items()
-            }
-
-        signatures[key] = {"inputs": tensors(sig.get_input_details()), "outputs": tensors(sig.get_output_details())}
     return {
         "size_bytes": len(content),
         "size_mb": round(len(content) / 2**20, 3),
-        "signatures": signatures,
+        "signatures": signatures(content),
         "operators": operators(content),
     }
 

@@ -56,6 +56,29 @@ def kind_of(signatures, name="model"):
     )
 
 
+def signatures(model):
+    """Inputs and outputs of every signature of a .tflite (path or bytes), as ai_edge_litert
+    reads them: `{key: {"inputs": {name: {"shape", "dtype", "quantization"}}, "outputs": ...}}`,
+    quantization `[scale, zero point]` (`[0.0, 0]` when not quantized)."""
+    litert = interpreter(model)
+
+    def tensors(details):
+        return {
+            name: {
+                "shape": [int(d) for d in detail["shape"]],
+                "dtype": np.dtype(detail["dtype"]).name,
+                "quantization": list(quantization(detail)),
+            }
+            for name, detail in details.items()
+        }
+
+    out = {}
+    for key in sorted(litert.get_signature_list()):
+        runner = litert.get_signature_runner(key)
+        out[key] = {"inputs": tensors(runner.get_input_details()), "outputs": tensors(runner.get_output_details())}
+    return out
+
+
 def operators(model):
     """Sorted operator names of every subgraph of a .tflite (path or bytes)."""
     tree = flatbuffer_utils.read_model_from_bytearray(bytearray(read_bytes(model)))
