@@ -108,6 +108,13 @@ class NonLocalBlock(TemporalLayer):
         y = ops.reshape(ops.matmul(attention, values), (-1, height, width, inter))
         return x + self.batch_norm(self.W(y), training=training)
 
+    # Why no model with this block streams (tsm_keras.streaming reports it).
+    streaming_refusal = (
+        "it has non-local blocks that attend to every frame of the clip, later frames included, so the "
+        "model cannot run frame by frame. Use its clip model, or train a model without --non-local "
+        "(e.g. --temporal tsm-online)"
+    )
+
     @property
     def _not_causal(self):
         return (

@@ -22,7 +22,11 @@ class TemporalLayer(keras.layers.Layer):
     frame; `step(frame, state)` gives the output for the frame and the next buffer.
     Subclasses define `is_causal`, `call`, and for streaming `_state_channels(channels)`,
     `_step(frame, state)` and `_not_causal` (why the layer cannot stream, and the fix).
+    A layer that no model containing it can stream with, whatever its settings (bLVNet's
+    frame pairing, a non-local block), sets `streaming_refusal` to the reason.
     """
+
+    streaming_refusal = None
 
     def __init__(self, num_segments, **kwargs):
         super().__init__(**kwargs)

@@ -79,6 +79,7 @@ def read_big_little_layout(state):
         tensors=tensors,
         original=original,
         wrapped=set(),
+        non_local=set(),
         family=FAMILY,
         backbone=_preset(tensors),
         num_classes=int(head.shape[0]),

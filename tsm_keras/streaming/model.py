@@ -30,7 +30,6 @@ import keras
 import numpy as np
 
 from tsm_keras._keras_private import replay_graph
-from tsm_keras.layers.non_local import NonLocalBlock
 from tsm_keras.layers.video import FoldTime, SegmentConsensus
 from tsm_keras.models.insertion import TEMPORAL_LAYERS, walk_layers
 
@@ -90,16 +89,11 @@ def streaming_modules(model):
             f"model '{model.name}' has temporal layers that cannot run frame by frame: "
             f"{blocking} (e.g. temporal pooling). Train without them, with --temporal tsm-online (or tam-online)"
         )
-    refusals = [l.streaming_refusal for l in temporal if getattr(l, "streaming_refusal", None)]
-    if refusals:  # a network that can never stream (bLVNet's frame pairing): its own reason
-        raise NotStreamableError(f"model '{model.name}': {refusals[0]}")
-    non_local = [l.name for l in temporal if isinstance(l, NonLocalBlock)]
-    if non_local:
-        raise NotStreamableError(
-            f"model '{model.name}' has non-local blocks ({non_local[0]} and {len(non_local) - 1} more): each "
-            "attends to every frame of the clip, later frames included, so the model cannot run frame by "
-            "frame. Use its clip model, or train a model without --non-local (e.g. --temporal tsm-online)"
-        )
+    # A layer that no model containing it can stream with (bLVNet's frame pairing, a non-local
+    # block), whatever its settings, says why in `streaming_refusal`.
+    refusals = [l for l in temporal if getattr(l, "streaming_refusal", None)]
+    if refusals:
+        raise NotStreamableError(f"model '{model.name}' ({refusals[0].name}): {refusals[0].streaming_refusal}")
     offline = [l.name for l in temporal if not l.is_causal]
     if offline:
         raise NotStreamableError(
