@@ -38,7 +38,9 @@ def parse_args(argv=None):
         "else the porter asks",
     )
     parser.add_argument(
-        "--shift-div", type=int, help="1/shift_div of the channels shift each way (default: file name, else 8)"
+        "--shift-div",
+        type=int,
+        help="1/shift_div of the channels shift each way; default: from the file or folder name, else the porter asks",
     )
     parser.add_argument("--shift-place", choices=("blockres", "block"), help="checked against the tensors")
     parser.add_argument(

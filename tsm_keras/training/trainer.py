@@ -240,7 +240,7 @@ def _choose_xla(o):
     """Sets `o.xla` when not given: XLA where it was measured faster. Returns what to tell the user."""
     if o.xla is not None:
         return ("XLA" if o.xla else "graph mode") + " (as asked)"
-    gpu = bool(tf.config.list_logical_devices("GPU"))
+    gpu = bool(tf.config.list_physical_devices("GPU"))
     o.xla = BACKBONES[o.backbone].xla_on_cpu and not gpu
     if gpu:  # no GPU measurement yet: TensorFlow's default
         return "graph mode (--xla compiles the step with XLA; not measured on a GPU yet)"
@@ -261,9 +261,11 @@ def train(options, log=print):
 
     o = resolve(options)
     keras.utils.set_random_seed(o.seed)
+    # Physical, not logical, devices from here on: listing logical ones starts TensorFlow's
+    # runtime, and MultiWorkerMirroredStrategy must configure it first.
     step_mode = _choose_xla(o)
     if o.mixed_precision:
-        gpu = bool(tf.config.list_logical_devices("GPU"))
+        gpu = bool(tf.config.list_physical_devices("GPU"))
         keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
 
     if o.data is None:
