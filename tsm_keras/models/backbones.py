@@ -120,6 +120,9 @@ _RESNET50_NON_LOCAL = tuple(
     f"conv{stage}_block{block}_out" for stage, blocks in ((3, (1, 3)), (4, (1, 3, 5))) for block in blocks
 )
 
+# bLVNet's presets: built by tsm_keras.models.blvnet (not by `build`), RGB with ImageNet mean/std.
+_BIG_LITTLE = dict(build=None, mean=IMAGENET_MEAN_RGB, std=IMAGENET_STD_RGB)
+
 BACKBONES = {
     # keras.applications.MobileNetV2: inputs scaled to [-1, 1].
     "mobilenet_v2": Backbone(
@@ -156,28 +159,14 @@ BACKBONES = {
     # bLVNet-TAM's Big-Little ResNets (alpha 2, beta 4): video networks over 2T frames (T
     # pairs), trained as the reference in RGB with ImageNet mean/std. 16 frames: "8x2".
     # The input side must be a multiple of 32 (the big branch is upsampled 2x to the little one).
-    "blresnet50": Backbone(
-        build=None,
-        num_segments=16,
-        mean=IMAGENET_MEAN_RGB,
-        std=IMAGENET_STD_RGB,
-        big_little=BigLittle(blocks=(3, 4, 6, 3)),
-    ),
-    "blresnet101": Backbone(
-        build=None,
-        num_segments=16,
-        mean=IMAGENET_MEAN_RGB,
-        std=IMAGENET_STD_RGB,
-        big_little=BigLittle(blocks=(4, 8, 18, 3)),
-    ),
+    "blresnet50": Backbone(num_segments=16, big_little=BigLittle(blocks=(3, 4, 6, 3)), **_BIG_LITTLE),
+    "blresnet101": Backbone(num_segments=16, big_little=BigLittle(blocks=(4, 8, 18, 3)), **_BIG_LITTLE),
     # A CPU-sized Big-Little network (not from the reference): two blocks per stage, a quarter
     # of the channels (16 stem, 64 / 128 / 256 / 512), for the built-in demo and the tests.
     "blresnet_cpu": Backbone(
-        build=None,
         input_size=64,
         num_segments=8,
-        mean=IMAGENET_MEAN_RGB,
-        std=IMAGENET_STD_RGB,
+        **_BIG_LITTLE,
         big_little=BigLittle(blocks=(2, 2, 2, 2), width=0.25),
     ),
 }
