@@ -23,7 +23,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tsm_keras.models import BACKBONES, TEMPORAL_MODULES  # noqa: E402
+from tsm_keras.models import BACKBONES, TEMPORAL_LABELS, TEMPORAL_MODULES  # noqa: E402
 from tsm_keras.training.trainer import (  # noqa: E402
     BIG_LITTLE_RECIPE,
     DEFAULTS,
@@ -65,9 +65,7 @@ def parse_args(argv=None):
     g.add_argument(
         "--temporal",
         choices=list(TEMPORAL_MODULES),
-        help="tsm-online: uni-directional (causal) shift, streamable frame by frame on a phone; "
-        "tsm: bi-directional shift (offline clips, the paper's models); tam, tam-online: TAM; "
-        f"none: the TSN baseline {d('temporal')}",
+        help="; ".join(f"{name}: {label}" for name, label in TEMPORAL_LABELS.items()) + f" {d('temporal')}",
     )
     g.add_argument(
         "--shift-div",

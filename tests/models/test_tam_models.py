@@ -7,6 +7,7 @@ import pytest
 from tests.reference import frames_that_differ
 from tsm_keras.layers import TemporalAggregation
 from tsm_keras.models import (
+    TEMPORAL_LABELS,
     TEMPORAL_MODULES,
     build_video_classifier,
     insert_temporal_aggregation,
@@ -176,6 +177,7 @@ def test_classifier_accepts_a_module_function():
     assert len(modules) == 10 and {m.initializer for m in modules} == {"kaiming"}
     assert {m.activation for m in modules} == {None}
     assert set(TEMPORAL_MODULES) >= {"none", "tsm", "tsm-online", "tam", "tam-online"}
+    assert list(TEMPORAL_LABELS) == list(TEMPORAL_MODULES)  # every module says what it is, in order
     with pytest.raises(ValueError, match="temporal"):
         small("tam3d")
 

@@ -104,4 +104,10 @@ def make_eval_dataset(src, num_segments=8, input_size=224, batch_size=8, clips=1
         return out, label
 
     ds = src.clips(spec, seed=None).map(transform, num_parallel_calls=AUTOTUNE)
-    return ds.batch(batch_size, drop_remainder=False).prefetch(AUTOTUNE)
+    # Without tf.data's autotuning thread (parallelism then defaults to the cores): Keras'
+    # fit() drops the validation iterator after every pass, and deleting an iterator waits
+    # for that thread, which held the demo's epochs up by 20-30 s on 2 busy cores
+    # (docs/benchmarks.md, "The validation pass").
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.batch(batch_size, drop_remainder=False).prefetch(AUTOTUNE).with_options(options)

@@ -1,5 +1,5 @@
 from tsm_keras.models.backbones import BACKBONES, Backbone, build_backbone, get_backbone
-from tsm_keras.models.classifier import TEMPORAL_MODULES, build_video_classifier
+from tsm_keras.models.classifier import TEMPORAL_LABELS, TEMPORAL_MODULES, build_video_classifier
 from tsm_keras.models.insertion import (
     ParameterOverhead,
     find_insertion_points,

@@ -57,6 +57,14 @@ TEMPORAL_MODULES = {
     "tam": _aggregation(OFFLINE_OFFSETS),
     "tam-online": _aggregation(ONLINE_OFFSETS),
 }
+# What each of them is, in the words fit.py prints and its --help shows.
+TEMPORAL_LABELS = {
+    "none": "TSN (no temporal module: the baseline blind to frame order)",
+    "tsm": "TSM (bidirectional shift: offline clips, the paper's models)",
+    "tsm-online": "online TSM (unidirectional shift: causal, streams frame by frame on a phone)",
+    "tam": "TAM (learned aggregation of frames t-1, t, t+1)",
+    "tam-online": "online TAM (learned aggregation of frames t-1, t: causal, streams)",
+}
 
 
 def build_video_classifier(

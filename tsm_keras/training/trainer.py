@@ -21,7 +21,16 @@ from tsm_keras.data.augment import SCALES
 from tsm_keras.data.labels import write_labels
 from tsm_keras.files import write_json
 from tsm_keras.layers import TemporalAggregation, TemporalShift
-from tsm_keras.models import BACKBONES, TEMPORAL_MODULES, build_video_classifier, parameter_overhead, temporal_modules
+from tsm_keras.layers.batch_norm import use_fused_batch_norm
+from tsm_keras.models import (
+    BACKBONES,
+    TEMPORAL_LABELS,
+    TEMPORAL_MODULES,
+    build_video_classifier,
+    parameter_overhead,
+    temporal_modules,
+    walk_layers,
+)
 from tsm_keras.models.blvnet import check_big_little
 from tsm_keras.run_dir import CONFIG, LABELS, MODEL, load_run
 from tsm_keras.training import callbacks, distribute, evaluation, recipe
@@ -221,15 +230,8 @@ def default_run_dir(o, dataset_name):
 
 
 def _describe(o):
-    temporal = {
-        "none": "TSN (no temporal module)",
-        "tsm": "TSM",
-        "tsm-online": "online (uni-directional) TSM",
-        "tam": "TAM (frames t-1, t, t+1)",
-        "tam-online": "online TAM (frames t-1, t)",
-    }
     width = f" x{o.width:g}" if BACKBONES[o.backbone].has_width else ""
-    module = temporal.get(o.temporal, o.temporal.upper())
+    module = TEMPORAL_LABELS[o.temporal]
     if o.non_local:
         module += f" + {len(BACKBONES[o.backbone].non_local_after)} non-local blocks"
     pairs = f" ({o.segments // 2} pairs)" if _is_big_little(o.backbone) else ""
@@ -243,10 +245,10 @@ def _choose_xla(o):
     gpu = bool(tf.config.list_physical_devices("GPU"))
     o.xla = BACKBONES[o.backbone].xla_on_cpu and not gpu
     if gpu:  # no GPU measurement yet: TensorFlow's default
-        return "graph mode (--xla compiles the step with XLA; not measured on a GPU yet)"
+        return "graph mode, fused BatchNormalization (--xla compiles the step with XLA; not measured on a GPU yet)"
     if o.xla:
         return f"XLA, faster than graph mode for {o.backbone} on a CPU (--no-xla turns it off)"
-    return f"graph mode, faster than XLA for {o.backbone} on a CPU (--xla turns XLA on)"
+    return f"graph mode, fused BatchNormalization: faster than XLA for {o.backbone} on a CPU (--xla turns XLA on)"
 
 
 def _describe_crop(scales):
@@ -311,6 +313,8 @@ def train(options, log=print):
     )
     with strategy.scope():
         model = build_video_classifier(**config["model"], weights=o.weights)
+        if not o.xla:  # Keras 3 trains BN from separate ops; XLA fuses them itself
+            use_fused_batch_norm(walk_layers(model))
         if o.tune_from:
             copied = _load_all_but_the_classifier(model, o.tune_from)
         model.compile(
