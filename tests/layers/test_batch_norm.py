@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tsm_keras.layers.batch_norm import FusedBatchNormalization, use_fused_batch_norm
+from tsm_keras.layers import batch_norm
+from tsm_keras.layers.batch_norm import use_fused_batch_norm
 from tsm_keras.models import build_video_classifier
 from tsm_keras.models.insertion import walk_layers
 
@@ -12,7 +13,7 @@ def _pair(shape, **kwargs):
     """A Keras BN and a fused BN with the same non-trivial weights and statistics."""
     rng = np.random.default_rng(1)
     channels = shape[-1]
-    plain, fused = keras.layers.BatchNormalization(**kwargs), FusedBatchNormalization(**kwargs)
+    plain, fused = keras.layers.BatchNormalization(**kwargs), batch_norm.BatchNormalization(**kwargs)
     for layer in (plain, fused):
         layer.build(shape)
         weights = [rng.normal(1, 0.3, channels), rng.normal(0, 0.3, channels)]
@@ -63,7 +64,7 @@ def test_inference_is_keras_and_config_round_trips(tmp_path):
     model = keras.Model(inputs, fused(inputs))
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
-    assert isinstance(loaded.layers[-1], FusedBatchNormalization)
+    assert isinstance(loaded.layers[-1], batch_norm.BatchNormalization)
     np.testing.assert_array_equal(loaded(x), model(x))
 
 
@@ -71,16 +72,16 @@ def test_falls_back_to_keras_where_the_kernel_does_not_apply():
     x = np.random.default_rng(4).normal(size=(2, 3, 4, 5, 6)).astype("float32")  # 5-D
     plain, fused = _pair(x.shape)
     np.testing.assert_allclose(fused(x, training=True), plain(x, training=True), atol=1e-6)
-    channels_first = FusedBatchNormalization(axis=1)
+    channels_first = batch_norm.BatchNormalization(axis=1)
     assert not channels_first._fusable(np.zeros((2, 6, 3, 3), "float32"), None)
-    assert not FusedBatchNormalization(synchronized=True)._fusable(np.zeros((2, 3, 3, 6)), None)
+    assert not batch_norm.BatchNormalization(synchronized=True)._fusable(np.zeros((2, 3, 3, 6)), None)
 
 
 def test_mixed_precision_keeps_float32_statistics():
     x = np.random.default_rng(5).normal(1.0, 2.0, (8, 4, 4, 3)).astype("float32")
     plain, fused = (
         keras.layers.BatchNormalization(dtype="mixed_bfloat16"),
-        FusedBatchNormalization(dtype="mixed_bfloat16"),
+        batch_norm.BatchNormalization(dtype="mixed_bfloat16"),
     )
     y_plain, y_fused = plain(tf.cast(x, "bfloat16"), training=True), fused(tf.cast(x, "bfloat16"), training=True)
     assert y_fused.dtype == tf.bfloat16
@@ -97,7 +98,7 @@ def test_a_classifier_fused_in_place_trains_as_before():
     weights = [w.copy() for w in model.get_weights()]
     norms = [layer for layer in walk_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
     assert use_fused_batch_norm(walk_layers(model)) == len(norms) == 52
-    assert all(type(layer) is FusedBatchNormalization for layer in norms)
+    assert all(type(layer) is batch_norm.BatchNormalization for layer in norms)
     assert use_fused_batch_norm(walk_layers(model)) == 0  # already fused
     for a, b in zip(model.get_weights(), weights):  # same variables, untouched
         np.testing.assert_array_equal(a, b)
@@ -105,3 +106,23 @@ def test_a_classifier_fused_in_place_trains_as_before():
     np.testing.assert_allclose(model(x, training=True), reference(x, training=True), rtol=1e-4, atol=1e-4)
     for a, b in zip(model.get_weights(), reference.get_weights()):  # moving statistics alike
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoints_load_across_the_two_layers(tmp_path):
+    # Keras keys weight files by class name: the fused layer keeps Keras' name, so a run trained in
+    # graph mode (fused) resumes under XLA (Keras' layer), and an older run resumes fused.
+    def build(fused):
+        keras.utils.set_random_seed(0)
+        model = build_video_classifier(4, num_segments=2, input_size=32, width=0.35, temporal="tsm-online")
+        if fused:
+            use_fused_batch_norm(walk_layers(model))
+        return model
+
+    x = np.random.default_rng(7).integers(0, 255, (2, 2, 32, 32, 3)).astype("float32")
+    for source_fused in (True, False):
+        source = build(source_fused)
+        source(x, training=True)  # moving statistics move away from their initial values
+        source.save_weights(tmp_path / "w.weights.h5")
+        target = build(not source_fused)
+        target.load_weights(tmp_path / "w.weights.h5")
+        np.testing.assert_array_equal(target(x), source(x))

@@ -52,7 +52,8 @@ def test_fit_evaluate_convert_int8(tiny_data, tmp_path, capsys, backbone, module
     summary, run_dir, model = train(parse_args(args), log=lines.append)
     config = json.loads((run_dir / "config.json").read_text())["model"]
     assert (config["backbone"], config["temporal"], config["num_segments"]) == (backbone, "tam", 4)
-    assert any(f"TAM (frames t-1, t, t+1) on {backbone}, 4 frames (2 pairs) of 32 px" in line for line in lines)
+    started = f"TAM (learned aggregation of frames t-1, t, t+1) on {backbone}, 4 frames (2 pairs) of 32 px"
+    assert any(started in line for line in lines)
     assert len(temporal_modules(model)) == modules and summary["clips"] == 10
 
     evaluated, report_dir = evaluate_run(run_dir, log=lambda *a: None)

@@ -1,4 +1,3 @@
-from tsm_keras.layers.batch_norm import FusedBatchNormalization
 from tsm_keras.layers.non_local import NonLocalBlock
 from tsm_keras.layers.temporal_aggregation import TemporalAggregation
 from tsm_keras.layers.temporal_pool import TemporalMaxPool

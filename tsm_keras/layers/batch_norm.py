@@ -1,10 +1,15 @@
 """BatchNormalization whose training step runs as TensorFlow's fused kernel.
 
+The class is named `BatchNormalization`, as Keras' own, on purpose: Keras' weight files
+(`.weights.h5`, the weights inside `.keras`) key each layer by its class name, so a checkpoint
+of a network with these layers loads into the same network with Keras' layers and back (a run
+trained in graph mode resumes under XLA, an older run resumes with them).
+
 Keras 3 computes a training-mode BatchNormalization from separate ops on every backend
 (mean, squared difference, variance, then the affine transform, and their gradients one by
 one): on the TensorFlow backend that is about a third of a MobileNetV2 training step on a
 CPU, where Keras 2 used TensorFlow's one-kernel FusedBatchNormV3 (docs/benchmarks.md,
-"BatchNormalization"). `FusedBatchNormalization` is `keras.layers.BatchNormalization` with
+"BatchNormalization"). `BatchNormalization` here is `keras.layers.BatchNormalization` with
 that kernel in its training step, and nothing else changed:
 
 - the same weights, configuration and inference computation (so TFLite export, porting and
@@ -22,7 +27,7 @@ from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="tsm_keras")
-class FusedBatchNormalization(keras.layers.BatchNormalization):
+class BatchNormalization(keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization` with a fused training step on TensorFlow.
 
     Arguments, weights, configuration and inference are those of
@@ -30,7 +35,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
 
     >>> import numpy as np
     >>> x = np.random.default_rng(0).normal(size=(8, 4, 4, 3)).astype("float32")
-    >>> fused, plain = FusedBatchNormalization(), keras.layers.BatchNormalization()
+    >>> fused, plain = BatchNormalization(), keras.layers.BatchNormalization()
     >>> bool(np.allclose(fused(x, training=True), plain(x, training=True), atol=1e-5))
     True
     """
@@ -72,6 +77,6 @@ def use_fused_batch_norm(layers):
     changed = 0
     for layer in layers:
         if type(layer) is keras.layers.BatchNormalization:
-            layer.__class__ = FusedBatchNormalization
+            layer.__class__ = BatchNormalization
             changed += 1
     return changed
