@@ -1,3 +1,8 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -7,6 +12,9 @@ from tsm_keras.layers import batch_norm
 from tsm_keras.layers.batch_norm import use_fused_batch_norm
 from tsm_keras.models import build_video_classifier
 from tsm_keras.models.insertion import walk_layers
+
+ROOT = Path(__file__).resolve().parents[2]
+FRESH_ENV = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
 
 
 def _pair(shape, **kwargs):
@@ -126,3 +134,11 @@ def test_checkpoints_load_across_the_two_layers(tmp_path):
         target = build(not source_fused)
         target.load_weights(tmp_path / "w.weights.h5")
         np.testing.assert_array_equal(target(x), source(x))
+
+
+def test_a_fused_model_file_loads_in_a_fresh_process_after_import_tsm_keras(tmp_path):
+    inputs = keras.Input((3, 3, 6))
+    keras.Model(inputs, batch_norm.BatchNormalization()(inputs)).save(tmp_path / "m.keras")
+    code = f"import keras, tsm_keras; keras.models.load_model({str(tmp_path / 'm.keras')!r}); print('loaded')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=FRESH_ENV)
+    assert done.returncode == 0 and "loaded" in done.stdout, done.stderr[-2000:]
