@@ -56,6 +56,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from tsm_keras.cli import as_flags
     from tsm_keras.data import DataError, calibration_clips, validation_pairs
     from tsm_keras.export.pipeline import Int8AccuracyError, convert_run
     from tsm_keras.export.verify import VerificationError
@@ -105,14 +106,15 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (Int8AccuracyError, VerificationError) as error:
-        print(f"error: {run_dir}: {error}", file=sys.stderr)
+        print(f"error: {run_dir}: {as_flags(error, {'force'})}", file=sys.stderr)
         return 4
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     refused = report.get("streaming", {}).get("refused")
     if refused:
-        print(f"no streaming models: {refused}")
+        # A refusal names the training setting to change: fit.py's flags.
+        print(f"no streaming models: {as_flags(refused, {'temporal', 'non_local'})}")
     elif not args.clip_only:
         model = shlex.quote(str(run_dir / "tflite" / f"stream_{INT8 if args.int8 else FLOAT32}.tflite"))
         print(f"next: python tflite/benchmark.py {model}   |   python tflite/stream.py {model} --video VIDEO")

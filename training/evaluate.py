@@ -13,6 +13,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from tsm_keras.cli import as_flags  # noqa: E402
 from tsm_keras.training.evaluation import evaluate_run  # noqa: E402
 
 
@@ -41,7 +42,7 @@ def main(argv=None):
             out=args.out,
         )
     except (ValueError, FileNotFoundError) as error:
-        sys.exit(f"evaluate.py: error: {error}")
+        sys.exit(f"evaluate.py: error: {as_flags(error, vars(args), renamed={'data_path': 'data'})}")
     print(f"report written to {out}/")
 
 

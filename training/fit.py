@@ -23,6 +23,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from tsm_keras.cli import as_flags  # noqa: E402
 from tsm_keras.models import BACKBONES, TEMPORAL_LABELS, TEMPORAL_MODULES  # noqa: E402
 from tsm_keras.training.trainer import (  # noqa: E402
     BIG_LITTLE_RECIPE,
@@ -33,6 +34,9 @@ from tsm_keras.training.trainer import (  # noqa: E402
     resolve,
     train,
 )
+
+# The library's parameters that this script's flags stand for (tsm_keras.cli).
+OPTIONS = tuple(DEFAULTS)
 
 
 def parse_args(argv=None):
@@ -171,16 +175,16 @@ def parse_args(argv=None):
     try:
         resolve(options)
     except ValueError as error:
-        p.error(str(error))
+        p.error(as_flags(error, OPTIONS))
     return options
 
 
 def main(argv=None):
     options = parse_args(argv)
     try:
-        summary, run_dir, _ = train(options)
+        summary, run_dir, _ = train(options, log=lambda line: print(as_flags(line, OPTIONS)))
     except (ValueError, FileNotFoundError, RuntimeError) as error:
-        sys.exit(f"fit.py: error: {error}")
+        sys.exit(f"fit.py: error: {as_flags(error, OPTIONS)}")
     if summary is not None:
         print(f"\nvalidation top-1: {100 * summary['top1']:.1f}%   run written to {run_dir}/")
         run = shlex.quote(str(run_dir))

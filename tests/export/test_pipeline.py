@@ -83,7 +83,7 @@ def test_int8_too_far_below_float_is_not_written_and_float_is_kept(tmp_path, onl
     run = write_run(tmp_path / "run", online_model)
     clips = list(smooth_clips(4, seed=40).astype("uint8"))
     # A bound no model can meet (a drop below -1 point) stands for a bad int8 model.
-    with pytest.raises(Int8AccuracyError, match="points below float.*--force"):
+    with pytest.raises(Int8AccuracyError, match="points below float.*pass `force=True`"):
         convert_run(
             run,
             ["int8"],
@@ -107,9 +107,9 @@ def test_bidirectional_run_writes_the_clip_model_and_says_how_to_stream(tmp_path
     lines = []
     report = convert_run(run, latency_repeats=1, log=lines.append)
     assert {p.name for p in (run / "tflite").glob("*.tflite")} == {"clip_float32.tflite"}
-    assert "train with --temporal tsm-online" in report["streaming"]["refused"]
+    assert "train with `temporal='tsm-online'`" in report["streaming"]["refused"]
     assert json.loads((run / "tflite" / "report.json").read_text())["streaming"] == report["streaming"]
-    assert any("train with --temporal tsm-online" in line for line in lines)
+    assert any("train with `temporal='tsm-online'`" in line for line in lines)
 
 
 def test_convert_script_without_any_run_says_how_to_make_one(tmp_path):

@@ -84,7 +84,7 @@ def test_leftover_and_missing_tensors_fail_with_their_names(net50, ported50):
 
 
 def test_segments_are_asked_for_not_guessed(net50):
-    with pytest.raises(PortError, match="pass --segments"):
+    with pytest.raises(PortError, match="pass `segments`"):
         port_state_dict(state(net50), input_size=S)
 
 

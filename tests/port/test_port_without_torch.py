@@ -164,17 +164,17 @@ def test_shifts_where_the_model_does_not_put_them_are_refused():
         (
             lambda: resnet_state(50),
             {"arch": "mobilenetv2"},
-            "--arch says 'mobilenetv2' but the tensors are those of a resnet50_tv",
+            "`arch` says 'mobilenetv2' but the tensors are those of a resnet50_tv",
         ),
         (lambda: resnet_state(50), {"name_hints": {"arch": "resnet101"}}, "file name says 'resnet101'"),
-        (lambda: resnet_state(50), {"num_classes": 400}, "--num-classes 400 but the checkpoint's classifier has 5"),
+        (lambda: resnet_state(50), {"num_classes": 400}, "`num_classes=400` but the checkpoint's classifier has 5"),
         (
             lambda: resnet_state(50),
             {"shift_place": "block"},
-            "--shift-place block but the checkpoint shifts as 'blockres'",
+            "`shift_place='block'` but the checkpoint shifts as 'blockres'",
         ),
-        (lambda: resnet_state(50), {"temporal_pool": True}, "--temporal-pool but the checkpoint does not pool"),
-        (lambda: resnet_state(50), {"temporal": "none"}, "temporal='none' but the checkpoint shifts"),
+        (lambda: resnet_state(50), {"temporal_pool": True}, "`temporal_pool=True` but the checkpoint does not pool"),
+        (lambda: resnet_state(50), {"temporal": "none"}, "`temporal='none'` but the checkpoint shifts"),
         (lambda: resnet_state(50, place=None), {"temporal": "tsm"}, "no temporal shift"),
         (lambda: mobilenet_v2_state(base="", head="classifier", shifted=False), {"shift_div": 4}, "1/8"),
     ],
@@ -282,9 +282,9 @@ def test_settings_come_from_the_run_folder_of_a_training_checkpoint(tmp_path):
 
 def test_settings_nothing_names_are_asked_for_and_nothing_is_written(tmp_path):
     path = save_npz(tmp_path / "my_run" / "ckpt.best.npz", mobilenet_v2_state())
-    with pytest.raises(PortError, match="segments is not in the checkpoint's file or folder name.*pass --segments"):
+    with pytest.raises(PortError, match="segments is not in the checkpoint's file or folder name.*pass `segments`"):
         port_checkpoint(path, tmp_path / "run", input_size=S)
-    with pytest.raises(PortError, match="shift_div is not .*pass --shift-div"):
+    with pytest.raises(PortError, match="shift_div is not .*pass `shift_div`"):
         port_checkpoint(path, tmp_path / "run", input_size=S, segments=4)
     assert not (tmp_path / "run").exists()
     # Given, both: ported. A TSN checkpoint needs no shift_div.
@@ -364,7 +364,7 @@ def test_non_local_leftover_missing_and_misplaced_tensors_fail():
 @pytest.mark.parametrize(
     "state,options,message",
     [
-        (lambda: resnet_state(50), {"non_local": True}, "--non-local but the checkpoint has no non-local blocks"),
+        (lambda: resnet_state(50), {"non_local": True}, "`non_local=True` but the checkpoint has no non-local blocks"),
         (lambda: resnet_state(50, non_local=True), {"non_local": False}, "it is a _nl model"),
         (
             lambda: resnet_state(50),

@@ -81,7 +81,7 @@ def test_weights_are_shared_with_the_clip_model(online):
 @pytest.mark.parametrize(
     "temporal,kwargs,message",
     [
-        ("tsm", {}, "bidirectional.*train with --temporal tsm-online"),
+        ("tsm", {}, "bidirectional.*train with `temporal='tsm-online'`"),
         ("none", {}, "without a shift"),
     ],
 )

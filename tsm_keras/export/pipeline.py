@@ -252,7 +252,7 @@ def convert_run(
     if not report["int8"].get("written", True):
         raise Int8AccuracyError(
             "int8 models not written: " + "; ".join(int8.problems) + " (max allowed drop "
-            f"{max_int8_drop} points; use --force to write them anyway)"
+            f"{max_int8_drop} points; pass `force=True` to write them anyway)"
         )
     return report
 
@@ -260,7 +260,7 @@ def convert_run(
 def _streaming_model(model, streaming, log):
     """(the Keras streaming model or None, report["streaming"])."""
     if not streaming:
-        return None, {"refused": "not asked for (--clip-only)"}
+        return None, {"refused": "not asked for (streaming=False)"}
     try:
         stream_model = build_streaming_model(model, batch_size=1)
     except NotStreamableError as error:

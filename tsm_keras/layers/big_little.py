@@ -66,6 +66,11 @@ class PairSplit(_PairLayer):
         # Slices of a 4-D view: STRIDED_SLICE builtins in TFLite, int8 included.
         return [ops.reshape(pairs[:, index], (-1, height, width, channels)) for index in (0, 1)]
 
+    def compute_output_shape(self, input_shape):
+        self.check_shape(input_shape)
+        batch = input_shape[0] // 2 if isinstance(input_shape[0], int) else None
+        return [(batch, *input_shape[1:])] * 2
+
 
 @keras.saving.register_keras_serializable(package="tsm_keras")
 class PairRepeat(_PairLayer):
@@ -91,3 +96,8 @@ class PairRepeat(_PairLayer):
         # A concatenation of one tensor with itself: one scale on every input, as int8 needs.
         both = ops.concatenate([pair, pair], axis=1)
         return ops.reshape(both, (-1, height, width, channels))
+
+    def compute_output_shape(self, input_shape):
+        self.check_shape(input_shape)
+        batch = input_shape[0] * 2 if isinstance(input_shape[0], int) else None
+        return (batch, *input_shape[1:])

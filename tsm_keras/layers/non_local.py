@@ -111,8 +111,8 @@ class NonLocalBlock(TemporalLayer):
     # Why no model with this block streams (tsm_keras.streaming reports it).
     streaming_refusal = (
         "it has non-local blocks that attend to every frame of the clip, later frames included, so the "
-        "model cannot run frame by frame. Use its clip model, or train a model without --non-local "
-        "(e.g. --temporal tsm-online)"
+        "model cannot run frame by frame. Use its clip model, or train a model without `non_local=True` "
+        "(e.g. with `temporal='tsm-online'`)"
     )
 
     @property

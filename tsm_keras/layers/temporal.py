@@ -45,7 +45,8 @@ class TemporalLayer(keras.layers.Layer):
         batch, channels = shape[0], shape[-1]
         if channels is None:
             raise ValueError(f"{self.name}: the channel dimension must be known. Received {tuple(shape)}")
-        if batch is not None and batch % self.num_segments:
+        # Only a known batch is checked: JAX traces with a symbolic one (not an int).
+        if isinstance(batch, int) and batch % self.num_segments:
             raise ValueError(
                 f"{self.name}: the batch dimension ({batch}) must be a multiple of "
                 f"num_segments={self.num_segments} (frames of each clip folded into the batch)"
@@ -66,8 +67,11 @@ class TemporalLayer(keras.layers.Layer):
         if not self.is_causal:
             raise ValueError(f"{self.name}: {self._not_causal}")
 
-    # No compute_output_shape: Keras then traces `call` on symbolic inputs, so the shape
-    # checks also run when a functional model is built.
+    def compute_output_shape(self, input_shape):
+        # Keras builds functional models from this instead of tracing `call`: JAX cannot trace
+        # the reshape of a symbolic batch into clips. The shape checks still run here.
+        self.check_shape(input_shape)
+        return tuple(input_shape)
 
     def get_config(self):
         return {**super().get_config(), "num_segments": self.num_segments}

@@ -218,7 +218,7 @@ def _check_big_little_weights(backbone, weights):
     if weights == "imagenet":
         raise ValueError(
             f"{backbone!r} has no Keras ImageNet weights to download (the reference's ImageNet bLResNet is a "
-            "PyTorch file): train from scratch (weights=None, --weights none), port a published bLVNet-TAM "
+            "PyTorch file): train from scratch (`weights=None`), port a published bLVNet-TAM "
             "checkpoint with `python -m tsm_keras.port`, or pass a weights file saved from this backbone"
         )
     if not os.path.exists(weights):

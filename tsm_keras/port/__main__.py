@@ -11,6 +11,7 @@ and tflite/convert.py read. Errors are one line on stderr (exit status 2).
 import argparse
 import sys
 
+from tsm_keras.cli import as_flags
 from tsm_keras.port.checkpoint import PortError
 from tsm_keras.port.porting import TEMPORAL, port_checkpoint
 
@@ -88,7 +89,7 @@ def main(argv=None):
             input_size=args.input_size,
         )
     except PortError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {as_flags(error, vars(args))}", file=sys.stderr)
         return 2
     except Exception as error:  # a bug or an unforeseen file: still one line, nothing written
         if args.debug:
@@ -103,7 +104,7 @@ def main(argv=None):
     print(f"ported {ported.tensors} tensors into {model_path}")
     print("model: " + ", ".join(f"{key}={value}" for key, value in config.items()))
     for note in ported.notes:
-        print(f"  {note}")
+        print(f"  {as_flags(note, vars(args))}")
     return 0
 
 

@@ -14,7 +14,7 @@ and 2 behind the pool (big branches, stage 4) and at 0 and 1 without it (little 
 A TAM's three depthwise 1x1 weights `(C, 1, 1, 1)`, one per frame offset (-1, 0, +1), become
 one canonical `tam.weight` `(3, C)`: the Keras `TemporalAggregation` kernel. The clip length
 (2T) does not show in the tensors: it comes from the name (`...-f8x2` is 16 frames) or
-`--segments`.
+`segments`.
 """
 
 import re

@@ -4,7 +4,7 @@ What the model is comes from three sources, most trusted first:
 1. the tensors: architecture (names and shapes), classes (the classifier's shape), where the
    shift is and whether time is pooled (the `.net` wrappers), non-local blocks (`.block` and
    `.nl`);
-2. the caller (`--segments`, `--shift-div`, `--temporal`, `--input-size`): what tensors
+2. the caller (`segments`, `shift_div`, `temporal`, `input_size`): what tensors
    cannot say;
 3. the official run name, in the file name or else the folder name (`TSM_.../ckpt.pth.tar`),
    or a table of known published files (segments, shift_div; checked against the tensors).
@@ -108,7 +108,7 @@ def port_state_dict(
     hints, meta = dict(name_hints or {}), dict(meta or {})
     if is_big_little(state):
         if shift_div is not None or shift_place is not None or temporal_pool:
-            raise PortError("--shift-div, --shift-place and --temporal-pool are TSM settings: a bLVNet has none")
+            raise PortError("`shift_div`, `shift_place` and `temporal_pool` are TSM settings: a bLVNet has none")
         return _port_big_little(state, hints, meta, arch, num_classes, segments, temporal, input_size)
     layout = read_layout(state)
     notes = []
@@ -125,7 +125,7 @@ def port_state_dict(
             f"temporal={temporal!r} ("
             + (
                 "the checkpoint's shifts; a shift's direction does not show in the tensors, "
-                "use --temporal tsm-online for a unidirectional model"
+                "use `temporal='tsm-online'` for a unidirectional model"
                 if place
                 else "the streaming demo's bare MobileNetV2 state dict is unidirectional"
                 if demo
@@ -136,18 +136,18 @@ def port_state_dict(
     elif temporal not in TEMPORAL:
         raise PortError(f"temporal must be one of {TEMPORAL}. Received: {temporal!r}")
     elif temporal == "none" and place:
-        raise PortError(f"temporal='none' but the checkpoint shifts ({sorted(layout.wrapped)[0]}.net)")
+        raise PortError(f"`temporal='none'` but the checkpoint shifts ({sorted(layout.wrapped)[0]}.net)")
     elif temporal != "none" and not place and not demo:
-        raise PortError(f"temporal={temporal!r} but the checkpoint has no temporal shift (a TSN model)")
+        raise PortError(f"`temporal={temporal!r}` but the checkpoint has no temporal shift (a TSN model)")
 
-    segments = _pick("segments", segments, hints, "--segments", notes)
+    segments = _pick("segments", segments, hints, "`segments`", notes)
     if temporal == "none":
         div = DEFAULT_SHIFT_DIV  # no shift: the value is never used
     elif demo and shift_div is None and "shift_div" not in hints:
         div = DEFAULT_SHIFT_DIV
         notes.append(f"shift_div={div} (the streaming demo's network)")
     else:
-        div = _pick("shift_div", shift_div, hints, "--shift-div", notes)
+        div = _pick("shift_div", shift_div, hints, "`shift_div`", notes)
     if demo and div != DEFAULT_SHIFT_DIV:
         raise PortError(f"the streaming demo's model shifts 1/8 of the channels. Received: shift_div={div}")
     input_size = 224 if input_size is None else input_size
@@ -178,7 +178,7 @@ def _port_big_little(state, hints, meta, arch, num_classes, segments, temporal, 
     layout = read_big_little_layout(state)
     notes = []
     for source, claim in (
-        ("--arch", arch),
+        ("`arch`", arch),
         ("the name", hints.get("arch")),
         ("the checkpoint's 'arch'", meta.get("arch")),
     ):
@@ -186,12 +186,12 @@ def _port_big_little(state, hints, meta, arch, num_classes, segments, temporal, 
         if claim is not None and said != layout.backbone:
             raise PortError(f"{source} says {claim!r} but the tensors are those of a {layout.backbone} model")
     if num_classes is not None and num_classes != layout.num_classes:
-        raise PortError(f"--num-classes {num_classes} but the checkpoint's classifier has {layout.num_classes} outputs")
+        raise PortError(f"`num_classes={num_classes}` but the checkpoint's classifier has {layout.num_classes} outputs")
     has_tam = any(name.endswith("tam.weight") for name in layout.tensors)
     found = "tam" if has_tam else "none"
     if temporal is not None and temporal != found:
-        raise PortError(f"temporal={temporal!r} but the checkpoint's network has {'TAM' if has_tam else 'no TAM'}")
-    segments = _pick("segments", segments, hints, "--segments (the frames a clip carries, 2T: 16 for f8x2)", notes)
+        raise PortError(f"`temporal={temporal!r}` but the checkpoint's network has {'TAM' if has_tam else 'no TAM'}")
+    segments = _pick("segments", segments, hints, "`segments` (the frames a clip carries, 2T: 16 for f8x2)", notes)
     model_config = {
         "num_classes": layout.num_classes,
         "backbone": layout.backbone,
@@ -209,7 +209,7 @@ def _port_big_little(state, hints, meta, arch, num_classes, segments, temporal, 
 
 
 def _big_little_arch(claim):
-    """The preset an --arch, a name or a checkpoint's 'arch' names ('blresnet50', 'st2stv2-bLVNet-TAM-50-...')."""
+    """The preset an `arch`, a name or a checkpoint's 'arch' names ('blresnet50', 'st2stv2-bLVNet-TAM-50-...')."""
     if claim is None:
         return None
     match = re.search(r"(?:blresnet|bLVNet-TAM-)(\d+)", str(claim))
@@ -233,7 +233,7 @@ def _pick(key, value, hints, option, notes):
 
 
 def _check_claims(layout, hints, meta, arch, num_classes):
-    claims = [("--arch", arch), ("the file name", hints.get("arch")), ("the checkpoint's 'arch'", meta.get("arch"))]
+    claims = [("`arch`", arch), ("the file name", hints.get("arch")), ("the checkpoint's 'arch'", meta.get("arch"))]
     for source, claim in claims:
         if claim is None:
             continue
@@ -245,7 +245,7 @@ def _check_claims(layout, hints, meta, arch, num_classes):
         if preset != layout.backbone:
             raise PortError(f"{source} says {claim!r} but the tensors are those of a {layout.backbone} model")
     if num_classes is not None and num_classes != layout.num_classes:
-        raise PortError(f"--num-classes {num_classes} but the checkpoint's classifier has {layout.num_classes} outputs")
+        raise PortError(f"`num_classes={num_classes}` but the checkpoint's classifier has {layout.num_classes} outputs")
     if hints.get("modality", "RGB") != "RGB":
         raise PortError(f"{hints['modality']} models are not supported, RGB models are")
     if hints.get("consensus", "avg") != "avg":
@@ -257,12 +257,12 @@ def _check_placement(layout, hints, place, pooled, shift_place, temporal_pool, d
         if shift_place not in ("blockres", "block"):
             raise PortError(f"shift_place must be 'blockres' or 'block'. Received: {shift_place!r}")
         if place and shift_place != place:
-            raise PortError(f"--shift-place {shift_place} but the checkpoint shifts as {place!r}")
+            raise PortError(f"`shift_place={shift_place!r}` but the checkpoint shifts as {place!r}")
         if not place and not demo:
-            raise PortError(f"--shift-place {shift_place} but the checkpoint has no temporal shift")
+            raise PortError(f"`shift_place={shift_place!r}` but the checkpoint has no temporal shift")
     if temporal_pool is not None and bool(temporal_pool) != pooled:
         raise PortError(
-            "--temporal-pool but the checkpoint does not pool over time (no 'layer2.net.*' tensors)"
+            "`temporal_pool=True` but the checkpoint does not pool over time (no 'layer2.net.*' tensors)"
             if temporal_pool
             else "the checkpoint pools over time (layer2.net.*): it is a TSM+TP model"
         )
@@ -293,7 +293,7 @@ def _check_non_local(layout, hints, non_local):
         )
     if non_local is not None and bool(non_local) != found:
         raise PortError(
-            "--non-local but the checkpoint has no non-local blocks (no '.nl.' tensors)"
+            "`non_local=True` but the checkpoint has no non-local blocks (no '.nl.' tensors)"
             if non_local
             else f"the checkpoint has non-local blocks ({sorted(layout.non_local)[0]}.nl.*): it is a _nl model"
         )

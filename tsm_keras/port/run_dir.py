@@ -53,7 +53,7 @@ def write_run_dir(out, model, config, class_names, force=False, verify=True):
         raise PortError(f"{folder} exists and is not a directory")
     existing = [os.path.join(folder, name) for name in names if os.path.exists(os.path.join(folder, name))]
     if existing and not force:
-        raise PortError(f"{existing[0]} already exists (pass --force to replace it)")
+        raise PortError(f"{existing[0]} already exists (pass `force=True` to replace it)")
     parent = folder if as_file else os.path.dirname(folder)
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".tsm_keras_port-", dir=parent)

@@ -81,13 +81,13 @@ def streaming_modules(model):
     if not temporal:
         raise NotStreamableError(
             f"model '{model.name}' has no temporal layer (a model without a shift, e.g. TSN "
-            "with --temporal none): there is no state to stream. Train with --temporal tsm-online (or tam-online)"
+            "with `temporal='none'`): there is no state to stream. Train with `temporal='tsm-online'` (or tam-online)"
         )
     blocking = [l.name for l in temporal if not _streams(l)]
     if blocking:
         raise NotStreamableError(
             f"model '{model.name}' has temporal layers that cannot run frame by frame: "
-            f"{blocking} (e.g. temporal pooling). Train without them, with --temporal tsm-online (or tam-online)"
+            f"{blocking} (e.g. temporal pooling). Train without them, with `temporal='tsm-online'` (or tam-online)"
         )
     # A layer that no model containing it can stream with (bLVNet's frame pairing, a non-local
     # block), whatever its settings, says why in `streaming_refusal`.
@@ -99,7 +99,7 @@ def streaming_modules(model):
         raise NotStreamableError(
             f"model '{model.name}' was built with a bidirectional (offline) temporal module, "
             f"which reads the next frame: {offline[0]} and {len(offline) - 1} more. Streaming "
-            "needs a causal model: train with --temporal tsm-online (or tam-online)"
+            "needs a causal model: train with `temporal='tsm-online'` (or tam-online)"
         )
     return temporal
 

@@ -122,48 +122,48 @@ def resolve(options):
     preset = BACKBONES[o.backbone]
     if not preset.has_width and o.width != 1.0:
         if options.width is not None:
-            raise ValueError(f"--width applies to MobileNetV2 only, not to {o.backbone}")
+            raise ValueError(f"`width` applies to MobileNetV2 only, not to {o.backbone}")
         o.width = 1.0
     if o.temporal not in TEMPORAL_MODULES:
-        raise ValueError(f"unknown --temporal {o.temporal!r}; choose from {', '.join(TEMPORAL_MODULES)}")
+        raise ValueError(f"unknown `temporal={o.temporal!r}`; choose from {', '.join(TEMPORAL_MODULES)}")
     if o.shift_div is None:
         # The demo's causal shift moves 1/4 of the channels, as many as the bidirectional
         # shift moves in all: at width 0.35 a block has 8-56 input channels, so 1/8 would be
         # 1-7 (docs/synthetic.md). Everything else uses the reference's 1/8.
         o.shift_div = 4 if options.data is None and o.temporal == "tsm-online" else 8
     if o.segments < 1:
-        raise ValueError(f"--segments must be >= 1, got {o.segments}")
+        raise ValueError(f"`segments` must be >= 1, got {o.segments}")
     if preset.big_little is not None:
         try:
             check_big_little(o.segments, o.input_size, o.temporal, o.shift_place)
         except ValueError as error:
-            raise ValueError(f"--backbone {o.backbone}: {error}") from None
+            raise ValueError(f"`backbone={o.backbone!r}`: {error}") from None
     if o.input_size < preset.min_input_size:
-        raise ValueError(f"--input-size {o.input_size} is too small for {o.backbone} (minimum {preset.min_input_size})")
+        raise ValueError(f"`input_size={o.input_size}` is too small for {o.backbone} (minimum {preset.min_input_size})")
     for name in ("epochs", "batch_size"):
         if getattr(o, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(o, name)}")
+            raise ValueError(f"`{name}` must be >= 1, got {getattr(o, name)}")
     if o.lr <= 0:
-        raise ValueError(f"--lr must be > 0, got {o.lr}")
+        raise ValueError(f"`lr` must be > 0, got {o.lr}")
     o.crop_scales = tuple(float(s) for s in o.crop_scales)
     if not o.crop_scales or not all(0 < s <= 1 for s in o.crop_scales):
-        raise ValueError(f"--crop-scales must be fractions in (0, 1], got {' '.join(map(str, o.crop_scales))}")
+        raise ValueError(f"`crop_scales` must be fractions in (0, 1], got {' '.join(map(str, o.crop_scales))}")
     if o.schedule not in ("cosine", "step"):
-        raise ValueError(f"--schedule must be cosine or step, got {o.schedule!r}")
+        raise ValueError(f"`schedule` must be cosine or step, got {o.schedule!r}")
     if o.temporal_pool and preset.pool_before is None:
-        raise ValueError(f"--temporal-pool is defined for ResNets, not for {o.backbone}")
+        raise ValueError(f"`temporal_pool` is defined for ResNets, not for {o.backbone}")
     if o.non_local and not preset.non_local_after:
-        raise ValueError(f"--non-local is defined for ResNet-50 (resnet50, resnet50_tv), not for {o.backbone}")
+        raise ValueError(f"`non_local` is defined for ResNet-50 (resnet50, resnet50_tv), not for {o.backbone}")
     if o.non_local and o.temporal_pool:
-        raise ValueError("--non-local and --temporal-pool exclude each other (the official code cannot combine them)")
+        raise ValueError("`non_local` and `temporal_pool` exclude each other (the official code cannot combine them)")
     for name in ("data", "val_data"):
         path = getattr(o, name)
         if path is not None and not os.path.exists(path):
-            raise ValueError(f"--{name.replace('_', '-')} {path} does not exist")
+            raise ValueError(f"`{name}={path}` does not exist")
     if o.weights.lower() == "none":
         o.weights = None
     elif o.weights != "imagenet" and not os.path.exists(o.weights):
-        raise ValueError(f"--weights {o.weights} does not exist (use none, imagenet or a weights file)")
+        raise ValueError(f"`weights={o.weights}` does not exist (use none, imagenet or a weights file)")
     return o
 
 
@@ -172,16 +172,16 @@ def _is_big_little(backbone):
 
 
 def _tuned_architecture(options):
-    """The architecture of the run that --tune-from names (its config.json), as profile
+    """The architecture of the run that `tune_from` names (its config.json), as profile
     defaults. The backbone and its width fix the weights, so giving another is an error; the
     weightless settings may change (a bidirectional Kinetics TSM fine-tuned into a causal one
-    for a phone: --temporal tsm-online). A TAM changes the weights: the copy refuses it."""
+    for a phone: `temporal='tsm-online'`). A TAM changes the weights: the copy refuses it."""
     if options.weights is not None:
-        raise ValueError("--weights and --tune-from exclude each other: the weights come from the --tune-from run")
+        raise ValueError("`weights` and `tune_from` exclude each other: the weights come from the `tune_from` run")
     config = Path(options.tune_from) / CONFIG
     if not config.is_file():
         raise ValueError(
-            f"--tune-from {options.tune_from}: no {CONFIG} there (a run directory from "
+            f"`tune_from={options.tune_from}`: no {CONFIG} there (a run directory from "
             "training/fit.py or python -m tsm_keras.port)"
         )
     with open(config) as f:
@@ -192,7 +192,7 @@ def _tuned_architecture(options):
         given = getattr(options, key)
         if given is not None and given != source[key]:
             raise ValueError(
-                f"--{key} {given} differs from the --tune-from run's {source[key]} ({config}): "
+                f"`{key}={given}` differs from the `tune_from` run's {source[key]} ({config}): "
                 "fine-tuning keeps the network its weights were trained in"
             )
     return {**{key: source[key] for key in ARCHITECTURE}, "weights": "none"}
@@ -245,10 +245,10 @@ def _choose_xla(o):
     gpu = bool(tf.config.list_physical_devices("GPU"))
     o.xla = BACKBONES[o.backbone].xla_on_cpu and not gpu
     if gpu:  # no GPU measurement yet: TensorFlow's default
-        return "graph mode, fused BatchNormalization (--xla compiles the step with XLA; not measured on a GPU yet)"
+        return "graph mode, fused BatchNormalization (`xla=True` compiles the step with XLA; not measured on a GPU yet)"
     if o.xla:
-        return f"XLA, faster than graph mode for {o.backbone} on a CPU (--no-xla turns it off)"
-    return f"graph mode, fused BatchNormalization: faster than XLA for {o.backbone} on a CPU (--xla turns XLA on)"
+        return f"XLA, faster than graph mode for {o.backbone} on a CPU (`xla=False` turns it off)"
+    return f"graph mode, fused BatchNormalization: faster than XLA for {o.backbone} on a CPU (`xla=True` turns XLA on)"
 
 
 def _describe_crop(scales):
@@ -277,7 +277,7 @@ def train(options, log=print):
         train_path, val_path, dataset_name = root, root, "temporal_shapes"
         log(
             "demo: temporal_shapes, five motions and the same five played backwards; a model blind to "
-            "frame order (TSN, --temporal none) cannot pass 50%, one that relates frames (TSM) can"
+            "frame order (TSN, `temporal='none'`) cannot pass 50%, one that relates frames (TSM) can"
         )
     else:
         train_path, val_path = o.data, o.val_data or o.data
@@ -424,13 +424,13 @@ def _load_all_but_the_classifier(model, run_dir):
     targets, sources = body(model), body(source)
     if len(targets) != len(sources):
         raise ValueError(
-            f"--tune-from {run_dir}: its model has {len(sources)} weight tensors besides the classifier, "
+            f"`tune_from={run_dir}`: its model has {len(sources)} weight tensors besides the classifier, "
             f"this one {len(targets)}"
         )
     for target, value in zip(targets, sources):
         if tuple(target.shape) != tuple(value.shape):
             raise ValueError(
-                f"--tune-from {run_dir}: {value.path} has shape {tuple(value.shape)}, "
+                f"`tune_from={run_dir}`: {value.path} has shape {tuple(value.shape)}, "
                 f"this model's {target.path} {tuple(target.shape)}"
             )
         target.assign(value)
@@ -475,6 +475,6 @@ def _check_resume_compatible(run_dir, config):
             else:
                 details.append(key)
         raise ValueError(
-            f"{run_dir} holds a run with other settings ({'; '.join(details)}): pass --out for a new run "
+            f"{run_dir} holds a run with other settings ({'; '.join(details)}): pass `out` for a new run "
             "directory, or delete the old one"
         )
