@@ -153,7 +153,9 @@ def test_killed_run_resumes_after_its_last_epoch(tiny_data, tmp_path):
     assert "validation top-1" in second.stdout
 
 
-@pytest.mark.parametrize("temporal,window", [("tam", 3), ("tam-online", 2)])
+# The bidirectional TAM trains end to end in the default suite inside bLVNet-TAM
+# (tests/training/test_blvnet_fit.py); here it is slow (30 s).
+@pytest.mark.parametrize("temporal,window", [pytest.param("tam", 3, marks=pytest.mark.slow), ("tam-online", 2)])
 def test_tam_trains_end_to_end_and_reports_its_parameters(tiny_data, tmp_path, temporal, window):
     lines = []
     out = tmp_path / temporal
