@@ -113,6 +113,12 @@ _KERAS_RESNET = dict(
     pool_before="conv3_block1_1_conv",
     xla_on_cpu=True,
 )
+_TORCHVISION_RESNET = dict(
+    mean=IMAGENET_MEAN_RGB,
+    std=IMAGENET_STD_RGB,
+    pool_before="conv3_block1_1_conv",
+    xla_on_cpu=True,
+)
 
 # The official non-local TSM wraps ResNet-50 blocks layer2[0, 2] and layer3[0, 2, 4]: the
 # non-local block follows the output of the whole block (after its last ReLU).
@@ -140,19 +146,10 @@ BACKBONES = {
     # (torchvision ResNet v1.5, the TSM MobileNetV2): RGB, ImageNet mean/std, as trained.
     "resnet50_tv": Backbone(
         build=_torchvision(functools.partial(torchvision_resnet, 50)),
-        mean=IMAGENET_MEAN_RGB,
-        std=IMAGENET_STD_RGB,
-        pool_before="conv3_block1_1_conv",
-        xla_on_cpu=True,
         non_local_after=_RESNET50_NON_LOCAL,
+        **_TORCHVISION_RESNET,
     ),
-    "resnet101_tv": Backbone(
-        build=_torchvision(functools.partial(torchvision_resnet, 101)),
-        mean=IMAGENET_MEAN_RGB,
-        std=IMAGENET_STD_RGB,
-        pool_before="conv3_block1_1_conv",
-        xla_on_cpu=True,
-    ),
+    "resnet101_tv": Backbone(build=_torchvision(functools.partial(torchvision_resnet, 101)), **_TORCHVISION_RESNET),
     "mobilenet_v2_tv": Backbone(
         build=_torchvision(torchvision_mobilenet_v2), mean=IMAGENET_MEAN_RGB, std=IMAGENET_STD_RGB
     ),
