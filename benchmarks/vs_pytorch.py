@@ -1,17 +1,16 @@
 """tsm-keras against a PyTorch TSM of the same architecture, side by side, on this machine.
 
     python benchmarks/vs_pytorch.py [--backbones resnet50 mobilenet_v2] [--size 112] [--batch-size 4]
-                                    [--frames 8] [--steps 5] [--rounds 3] [--modes graph xla keras-bn]
+                                    [--frames 8] [--steps 5] [--rounds 3] [--modes graph xla fused-bn]
 
 For each backbone (torchvision's layout in both frameworks: `resnet50_tv`, `mobilenet_v2_tv`)
 and each of TSM (bidirectional shift, 1/8 each way, residual branch) and TSN (no shift), it
 measures a training step (forward, backward, gradient clipping at 20, SGD with momentum and
 weight decay) on `--batch-size` clips, the inference latency of one clip, and the peak resident
 memory of the process:
-- tsm-keras in each of `--modes`: graph (tf.function with the fused BatchNormalization
-  training step, what fit.py runs without XLA), xla (jit_compile, Keras' BatchNormalization:
-  XLA fuses it), mixed (graph mode in bfloat16 on a CPU, float16 on a GPU), keras-bn (graph
-  mode with Keras' own unfused BatchNormalization: what the fused kernel gains);
+- tsm-keras in each of `--modes`: graph (tf.function, what fit.py runs without XLA), xla
+  (jit_compile), mixed (graph mode in bfloat16 on a CPU, float16 on a GPU), fused-bn (graph
+  mode with `tsm_keras.layers.batch_norm`'s fused BatchNormalization kernel in training);
 - PyTorch (eager, float32), with the independent PyTorch TSM of the tests
   (tests/port/torch_reference.py; the library never imports it).
 Every configuration runs in a fresh process, one after the other, and the whole sequence is
@@ -68,7 +67,7 @@ def measure_keras(backbone, temporal, mode, frames, size, batch, steps):
     model = build_video_classifier(
         NUM_CLASSES, backbone=backbone + "_tv", num_segments=frames, input_size=size, temporal=temporal
     )
-    if mode in ("graph", "mixed"):  # as fit.py does outside XLA
+    if mode == "fused-bn":  # graph mode with TensorFlow's fused BatchNormalization kernel
         use_fused_batch_norm(walk_layers(model))
     model.compile(
         optimizer=make_optimizer(LR, WEIGHT_DECAY, CLIP_NORM),
@@ -148,7 +147,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5, help="timed training steps per process")
     parser.add_argument("--rounds", type=int, default=3, help="fresh processes per configuration")
-    parser.add_argument("--modes", nargs="+", default=["graph", "xla"], choices=["graph", "xla", "mixed", "keras-bn"])
+    parser.add_argument("--modes", nargs="+", default=["graph", "xla"], choices=["graph", "xla", "mixed", "fused-bn"])
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one configuration, as JSON
     args = parser.parse_args(argv)
     if args.one:

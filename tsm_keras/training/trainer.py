@@ -21,7 +21,6 @@ from tsm_keras.data.augment import SCALES
 from tsm_keras.data.labels import write_labels
 from tsm_keras.files import write_json
 from tsm_keras.layers import TemporalAggregation, TemporalShift
-from tsm_keras.layers.batch_norm import use_fused_batch_norm
 from tsm_keras.models import (
     BACKBONES,
     TEMPORAL_LABELS,
@@ -29,7 +28,6 @@ from tsm_keras.models import (
     build_video_classifier,
     parameter_overhead,
     temporal_modules,
-    walk_layers,
 )
 from tsm_keras.models.blvnet import check_big_little
 from tsm_keras.run_dir import CONFIG, LABELS, MODEL, load_run
@@ -245,10 +243,10 @@ def _choose_xla(o):
     gpu = bool(tf.config.list_physical_devices("GPU"))
     o.xla = BACKBONES[o.backbone].xla_on_cpu and not gpu
     if gpu:  # no GPU measurement yet: TensorFlow's default
-        return "graph mode, fused BatchNormalization (`xla=True` compiles the step with XLA; not measured on a GPU yet)"
+        return "graph mode (`xla=True` compiles the step with XLA; not measured on a GPU yet)"
     if o.xla:
         return f"XLA, faster than graph mode for {o.backbone} on a CPU (`xla=False` turns it off)"
-    return f"graph mode, fused BatchNormalization: faster than XLA for {o.backbone} on a CPU (`xla=True` turns XLA on)"
+    return f"graph mode, faster than XLA for {o.backbone} on a CPU (`xla=True` turns XLA on)"
 
 
 def _describe_crop(scales):
@@ -313,8 +311,6 @@ def train(options, log=print):
     )
     with strategy.scope():
         model = build_video_classifier(**config["model"], weights=o.weights)
-        if not o.xla:  # Keras 3 trains BN from separate ops; XLA fuses them itself
-            use_fused_batch_norm(walk_layers(model))
         if o.tune_from:
             copied = _load_all_but_the_classifier(model, o.tune_from)
         model.compile(
