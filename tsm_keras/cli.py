@@ -3,7 +3,8 @@
 The library's messages quote a parameter as `name` or `name=value` (Python's spelling:
 `temporal='tsm-online'`, `non_local=True`). A script passes a message through `as_flags` with the
 parameter names its flags stand for, and its user reads `--temporal tsm-online`, `--non-local`.
-Every script's flags are the parameter names with dashes (tests/test_cli.py checks each parser).
+A flag is its parameter's name with dashes (tests/test_cli.py checks fit.py's and the porter's
+parsers; evaluate.py passes `renamed` for its `--data`).
 """
 
 import re

@@ -53,15 +53,10 @@ def write_source_run(path, temporal="tsm-online", classes=5):
     return model
 
 
-@pytest.mark.slow
 def test_the_reference_recipe_on_own_videos_evaluates_and_converts(own_videos, tmp_path):
     """--data alone: the reference recipe (SGD, bidirectional TSM). Its clip models convert;
-    convert says in one line how to get streaming ones and exits 0.
-
-    Slow (70 s): the default suite covers its parts elsewhere: own videos through every
-    printed command (the fine-tuned run below), the recipe's SGD run on a folder
-    (tests/training/test_fit.py) and a bidirectional run's convert line
-    (tests/export/test_pipeline.py)."""
+    convert says in one line how to get streaming ones and exits 0. In the default suite (70 s
+    in CI): the only test that runs the commands fit.py prints for a plain --data run."""
     out = tmp_path / "my runs" / "sgd"
     printed = fit(own_videos, out, *TINY, "--epochs", "1")
     config = json.loads((out / "config.json").read_text())
