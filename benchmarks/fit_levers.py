@@ -64,7 +64,9 @@ def main():
         "48 px, steps_per_execution 1": (48, 1),
         "32 px, steps_per_execution 1": (32, 1),
     }
-    runs = {name: candidate(args.width, size, args.batch_size, spe, args.steps) for name, (size, spe) in candidates.items()}
+    runs = {
+        name: candidate(args.width, size, args.batch_size, spe, args.steps) for name, (size, spe) in candidates.items()
+    }
     times = {name: [] for name in runs}
     for _ in range(args.rounds):
         for name, run in runs.items():

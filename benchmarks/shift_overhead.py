@@ -1,6 +1,7 @@
 """Latency of TSM vs its TSN twin (same backbone, same weights layout), Keras on the CPU.
 
     python benchmarks/shift_overhead.py [--frames 8] [--size 224] [--repeats 15] [--backbones mobilenet_v2 resnet50]
+    python benchmarks/shift_overhead.py --train [--repeats 15] [--steps 3]   # the first of --backbones
 
 One clip of T frames per call, the models called alternately, medians over repeats, with
 and without XLA. The paper measured about 3% for shifting a quarter of the channels.
@@ -9,6 +10,12 @@ and without XLA. The paper measured about 3% for shifting a quarter of the chann
 tensor (8 frames x 56 x 56 x 256): the layer (its gradient is the opposite shift, written out)
 against the same slices and concatenations differentiated by TensorFlow, and a plain copy.
 
+`--train`: the training step (forward, backward, Adam with clipping, as fit.py compiles it) of
+TSM against TSN on the built-in demo's model by default (MobileNetV2 x0.35, 16 clips x 8 x 64 px,
+graph mode: fit.py's mode for MobileNetV2), the causal and the bidirectional shift. Rounds
+alternate the models; each round's TSM/TSN ratio is taken within the round, and the median
+and the quartiles of those ratios are printed, in wall time and in CPU time.
+
 A third twin, "copy", puts a plain copy (x times a scalar variable equal to 1) where each shift
 goes: one read and one write of every shifted tensor, the least that any shift that materialises
 its output can cost. Its ratio to TSN is the floor of the TSM ratio on this machine.
@@ -16,6 +23,7 @@ its output can cost. Its ratio to TSN is the floor of the TSM ratio on this mach
 
 import argparse
 import os
+import statistics
 import sys
 import time
 
@@ -91,17 +99,59 @@ def layer_in_training(repeats, frames=8, size=56, channels=256):
     print_table(["shift", "ms", "/ copy"], rows)
 
 
+def training_step(args):
+    """TSM's training step against TSN's, ratios taken within each alternating round."""
+    rng = np.random.default_rng(0)
+    clips = rng.uniform(0, 255, (args.batch_size, args.frames, args.size, args.size, 3)).astype("float32")
+    labels = rng.integers(0, 10, args.batch_size)
+    steps = {}
+    for temporal in ("none", "tsm-online", "tsm"):
+        keras.utils.set_random_seed(0)
+        model = build_video_classifier(
+            10, args.backbones[0], args.frames, args.size, temporal=temporal, width=args.width, weights=None
+        )
+        model.compile(
+            keras.optimizers.Adam(0.002, clipnorm=20.0), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        )
+        steps[temporal] = lambda m=model: [m.train_on_batch(clips, labels) for _ in range(args.steps)]
+    print(
+        f"\nTraining step, {args.backbones[0]} x{args.width}, {args.batch_size} clips x {args.frames} x "
+        f"{args.size} px, graph mode, TensorFlow {tf.__version__} on CPU ({os.cpu_count()} cores); "
+        f"{args.repeats} alternating rounds of {args.steps} steps; TSM/TSN per round: median [quartiles]\n"
+    )
+    rows = []
+    for name, clock in (("wall", time.perf_counter), ("CPU", time.process_time)):
+        times = alternate(steps, args.repeats, clock=clock)
+        ratios = {t: [a / b for a, b in zip(times[t], times["none"])] for t in ("tsm-online", "tsm")}
+        q = {t: statistics.quantiles(r, n=4) for t, r in ratios.items()}
+        rows.append(
+            [name, f"{median_ms(times['none']) / args.steps:.0f}"]
+            + [f"{median_ms(times[t]) / args.steps:.0f}" for t in ("tsm-online", "tsm")]
+            + [f"{q[t][1]:.3f} [{q[t][0]:.3f}-{q[t][2]:.3f}]" for t in ("tsm-online", "tsm")]
+        )
+    print_table(["clock", "TSN ms/step", "causal TSM ms/step", "TSM ms/step", "causal TSM / TSN", "TSM / TSN"], rows)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--size", type=int, help="frame side (default: 224; with --train 64, the demo's)")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--backbones", nargs="+", default=["mobilenet_v2", "resnet50"])
     parser.add_argument("--layer", action="store_true", help="the shift layer alone, forward and backward")
+    parser.add_argument("--train", action="store_true", help="the demo's training step: TSM against TSN")
+    parser.add_argument("--width", type=float, default=0.35, help="with --train: MobileNetV2's width")
+    parser.add_argument("--batch-size", type=int, default=16, help="with --train")
+    parser.add_argument("--steps", type=int, default=3, help="with --train: steps per timed call")
     args = parser.parse_args(argv)
+    if args.train:
+        args.size = args.size or 64  # the demo's
+        training_step(args)
+        return
     if args.layer:
         layer_in_training(args.repeats)
         return
+    args.size = args.size or 224
 
     clip = tf.constant(np.random.default_rng(0).uniform(0, 255, (1, args.frames, args.size, args.size, 3)), tf.float32)
     rows = []
