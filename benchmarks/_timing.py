@@ -3,6 +3,22 @@
 import statistics
 import time
 
+DEMO_LR, CLIP_NORM = 0.002, 20.0  # the demo's Adam step (0.008 per 64 clips at batch 16), fit.py's clipping
+
+
+def compile_like_the_demo(model, optimizer="adam", **compile_args):
+    """Compiles `model` for training as fit.py compiles the built-in demo's (graph mode): Adam (or
+    "sgd") at the demo's learning rate with gradient clipping, cross-entropy on logits."""
+    import keras
+
+    make = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[optimizer]
+    model.compile(
+        make(DEMO_LR, clipnorm=CLIP_NORM),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        **compile_args,
+    )
+    return model
+
 
 def alternate(functions, repeats, warmup=2, clock=time.perf_counter):
     """Times each callable `repeats` times, interleaved (A B A B ...), after `warmup` calls.

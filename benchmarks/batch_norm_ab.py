@@ -20,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _timing import compile_like_the_demo  # noqa: E402
 
 from tsm_keras.layers.batch_norm import use_fused_batch_norm  # noqa: E402
 from tsm_keras.models import build_video_classifier, walk_layers  # noqa: E402
@@ -49,11 +50,7 @@ def main():
         )
         if name == "fused":
             use_fused_batch_norm(walk_layers(model))
-        optimizer = keras.optimizers.Adam if args.optimizer == "adam" else keras.optimizers.SGD
-        model.compile(
-            optimizer(0.002, clipnorm=20.0),
-            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
+        compile_like_the_demo(model, args.optimizer)
         for _ in range(2):  # trace and warm up
             model.train_on_batch(clips, labels)
         models[name] = model

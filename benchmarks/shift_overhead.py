@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras
 import numpy as np
 import tensorflow as tf
-from _timing import alternate, median_ms, print_table, spread_ms
+from _timing import alternate, compile_like_the_demo, median_ms, print_table, spread_ms
 
 from tsm_keras.layers import TemporalShift
 from tsm_keras.layers.temporal_shift import shift_clips
@@ -110,9 +110,7 @@ def training_step(args):
         model = build_video_classifier(
             10, args.backbones[0], args.frames, args.size, temporal=temporal, width=args.width, weights=None
         )
-        model.compile(
-            keras.optimizers.Adam(0.002, clipnorm=20.0), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        )
+        compile_like_the_demo(model)
         steps[temporal] = lambda m=model: [m.train_on_batch(clips, labels) for _ in range(args.steps)]
     print(
         f"\nTraining step, {args.backbones[0]} x{args.width}, {args.batch_size} clips x {args.frames} x "
