@@ -18,6 +18,11 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# isort: off
+import tsm_keras  # noqa: F401  (first: TensorFlow loads as the library loads it, oneDNN kernels on)
+
+# isort: on
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from _timing import compile_like_the_demo  # noqa: E402

@@ -56,6 +56,10 @@ def multiply_adds(model):
 
 def measure(name, size, batch, steps):
     """One training configuration in this process: {'clips_per_s', 'peak_mb', 'before_mb'}."""
+    # isort: off
+    import tsm_keras  # noqa: F401  (first: TensorFlow loads as the library loads it, oneDNN kernels on)
+
+    # isort: on
     import keras
     import numpy as np
     import tensorflow as tf

@@ -30,6 +30,11 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+# isort: off
+import tsm_keras  # noqa: F401  (first: TensorFlow loads as the library loads it, oneDNN kernels on)
+
+# isort: on
+
 import keras
 import numpy as np
 import tensorflow as tf

@@ -1,16 +1,19 @@
 """tsm-keras against a PyTorch TSM of the same architecture, side by side, on this machine.
 
     python benchmarks/vs_pytorch.py [--backbones resnet50 mobilenet_v2] [--size 112] [--batch-size 4]
-                                    [--frames 8] [--steps 5] [--rounds 3] [--modes graph xla fused-bn]
+                                    [--frames 8] [--steps 5] [--rounds 3] [--modes fused-bn graph xla eigen]
 
 For each backbone (torchvision's layout in both frameworks: `resnet50_tv`, `mobilenet_v2_tv`)
 and each of TSM (bidirectional shift, 1/8 each way, residual branch) and TSN (no shift), it
 measures a training step (forward, backward, gradient clipping at 20, SGD with momentum and
 weight decay) on `--batch-size` clips, the inference latency of one clip, and the peak resident
 memory of the process:
-- tsm-keras in each of `--modes`: graph (tf.function, what fit.py runs without XLA), xla
-  (jit_compile), mixed (graph mode in bfloat16 on a CPU, float16 on a GPU), fused-bn (graph
-  mode with `tsm_keras.layers.batch_norm`'s fused BatchNormalization kernel in training);
+- tsm-keras in each of `--modes`: graph (tf.function with Keras' BatchNormalization), fused-bn
+  (graph mode with `tsm_keras.layers.batch_norm`'s fused BatchNormalization kernel in training:
+  what fit.py runs on a CPU), xla (jit_compile), mixed (graph mode in bfloat16 on a CPU, float16
+  on a GPU), eigen (graph mode with TensorFlow's Eigen kernels, TF_ENABLE_ONEDNN_OPTS=0: what
+  TensorFlow runs by default on x86 CPUs without AVX-512 VNNI/BF16 or AMX; every other mode
+  runs oneDNN's kernels, which `import tsm_keras` turns on, see tsm_keras/_startup.py);
 - PyTorch (eager, float32), with the independent PyTorch TSM of the tests
   (tests/port/torch_reference.py; the library never imports it).
 Every configuration runs in a fresh process, one after the other, and the whole sequence is
@@ -35,6 +38,7 @@ sys.path.insert(0, HERE)
 
 NUM_CLASSES = 400
 LR, WEIGHT_DECAY, CLIP_NORM = 0.01, 1e-4, 20.0
+MODES = ["graph", "fused-bn", "xla", "mixed", "eigen"]
 
 
 def _median_step(step, steps, warmup=2):
@@ -53,10 +57,15 @@ def _peak_mb():
 
 
 def measure_keras(backbone, temporal, mode, frames, size, batch, steps):
+    # isort: off
+    import tsm_keras  # noqa: F401  (first: TensorFlow loads as the library loads it, oneDNN kernels on)
+
+    # isort: on
     import keras
     import numpy as np
     import tensorflow as tf
 
+    from tsm_keras._startup import onednn_enabled
     from tsm_keras.layers.batch_norm import use_fused_batch_norm
     from tsm_keras.models import build_video_classifier, walk_layers
     from tsm_keras.training.recipe import make_optimizer
@@ -85,7 +94,13 @@ def measure_keras(backbone, temporal, mode, frames, size, batch, steps):
         device = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
     else:
         device = f"CPU, {os.cpu_count()} cores ({platform.processor() or platform.machine()})"
-    return {"train_ms": train_ms, "infer_ms": infer_ms, "peak_mb": _peak_mb(), "device": device}
+    return {
+        "train_ms": train_ms,
+        "infer_ms": infer_ms,
+        "peak_mb": _peak_mb(),
+        "device": device,
+        "onednn": {True: "on", False: "off"}.get(onednn_enabled(), "?"),
+    }
 
 
 def measure_torch(backbone, temporal, mode, frames, size, batch, steps):
@@ -130,8 +145,14 @@ def measure_torch(backbone, temporal, mode, frames, size, batch, steps):
 
 def run_one(config):
     """One configuration in a fresh process: its result dict, or {'error': last line}."""
+    env = dict(os.environ)
+    if config["mode"] == "eigen":  # TensorFlow's default kernels on CPUs without AVX-512 VNNI/BF16 or AMX
+        env["TF_ENABLE_ONEDNN_OPTS"] = "0"
     done = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--one", json.dumps(config)], capture_output=True, text=True
+        [sys.executable, os.path.abspath(__file__), "--one", json.dumps(config)],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
     if done.returncode or not lines:
@@ -147,7 +168,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5, help="timed training steps per process")
     parser.add_argument("--rounds", type=int, default=3, help="fresh processes per configuration")
-    parser.add_argument("--modes", nargs="+", default=["graph", "xla"], choices=["graph", "xla", "mixed", "fused-bn"])
+    parser.add_argument("--modes", nargs="+", default=["fused-bn", "graph", "xla", "eigen"], choices=MODES)
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one configuration, as JSON
     args = parser.parse_args(argv)
     if args.one:
@@ -191,7 +212,9 @@ def main(argv=None):
         train, peer = cell(config, "train_ms"), cell((backbone, temporal, "pytorch", "eager"), "train_ms")
         twin = cell((backbone, "none" if temporal == "tsm" else "tsm", framework, mode), "train_ms")
         if train is None:
-            rows.append([backbone, temporal, framework, mode, results[config][-1].get("error", "failed")] + [""] * 6)
+            rows.append(
+                [backbone, temporal, framework, mode, "", results[config][-1].get("error", "failed")] + [""] * 6
+            )
             continue
         shift = f"{train / twin:.3f}" if temporal == "tsm" and twin else ""
         rows.append(
@@ -200,6 +223,7 @@ def main(argv=None):
                 temporal,
                 framework,
                 mode,
+                "/".join(sorted({r["onednn"] for r in results[config] if "onednn" in r})) or "-",
                 f"{train:.0f}",
                 spread(config, "train_ms"),
                 f"{args.batch_size * 1000 / train:.2f}",
@@ -213,7 +237,7 @@ def main(argv=None):
         f"\n{device}: {args.frames} frames x {args.size} px, batch {args.batch_size}; median of "
         f"{args.rounds} processes x {args.steps} steps\n"
     )
-    header = ["backbone", "temporal", "framework", "mode", "train ms/step", "range", "clips/s"]
+    header = ["backbone", "temporal", "framework", "mode", "oneDNN", "train ms/step", "range", "clips/s"]
     header += ["vs PyTorch", "shift (TSM/TSN)", "infer ms/clip", "peak MB"]
     print_table(header, rows)
 

@@ -9,6 +9,10 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+# TensorFlow loads here, the way the library loads it (oneDNN's CPU kernels on, see
+# tsm_keras/_startup.py), before any test module can import it first.
+import tsm_keras  # noqa: E402, F401
+
 
 @pytest.fixture(scope="session")
 def online_model():

@@ -1,8 +1,12 @@
-"""TF_CPP_MIN_LOG_LEVEL applied to TensorFlow's start-up lines (tsm_keras._startup)."""
+"""TensorFlow loaded as the library loads it (tsm_keras._startup): TF_CPP_MIN_LOG_LEVEL applied to its
+start-up lines, oneDNN's CPU kernels on."""
 
 import os
+import platform
 import subprocess
 import sys
+
+import pytest
 
 from tsm_keras._startup import _BANNER, _kept
 
@@ -44,3 +48,21 @@ def test_import_prints_no_info_lines_at_level_2():
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "imported"
     assert "I0000" not in done.stderr and _BANNER not in done.stderr, done.stderr
+
+
+def _onednn_in_a_fresh_process(value):
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if value is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = value
+    code = "import tsm_keras; from tsm_keras._startup import onednn_enabled; print(onednn_enabled())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="oneDNN is TensorFlow's x86 option")
+def test_import_turns_onednn_on_unless_the_user_turned_it_off():
+    # TensorFlow's own default is off on x86 CPUs without AVX-512 VNNI/BF16 or AMX (such as
+    # this project's): the library turns oneDNN on, and TF_ENABLE_ONEDNN_OPTS=0 keeps it off.
+    assert _onednn_in_a_fresh_process(None) == "True"
+    assert _onednn_in_a_fresh_process("0") == "False"

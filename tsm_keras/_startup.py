@@ -1,4 +1,16 @@
-"""Import TensorFlow so that TF_CPP_MIN_LOG_LEVEL also applies to its start-up messages.
+"""Import TensorFlow with oneDNN's kernels on, and with TF_CPP_MIN_LOG_LEVEL applied to its start-up
+messages.
+
+oneDNN: TensorFlow's Linux x86 builds carry two sets of CPU kernels, Eigen's and oneDNN's, and
+turn oneDNN on by default only on CPUs with AVX-512 VNNI or BF16, AVX-VNNI or AMX (its
+`DefaultOneDnnPolicy`). On other x86 CPUs, such as this project's AVX2 machine, it runs the Eigen
+kernels, and those train the models here 1.3-1.6x slower: the demo's step 236-270 against 399-437
+ms, TSM-ResNet-50's 2.6 against 4.2 s (docs/benchmarks.md, "oneDNN"). So tsm-keras sets
+TF_ENABLE_ONEDNN_OPTS=1 unless it is set already; `TF_ENABLE_ONEDNN_OPTS=0` keeps TensorFlow's
+Eigen kernels. TensorFlow reads the variable once, when it loads: a program that imported
+TensorFlow before tsm_keras keeps what it had (`onednn_enabled()` says which).
+
+Log lines:
 
 TensorFlow 2.21 writes a few INFO lines while it loads (oneDNN notes, "Could not find cuda
 drivers", CPU instruction notes), before its logging is set up, so TF_CPP_MIN_LOG_LEVEL does not
@@ -19,7 +31,9 @@ _BANNER = "WARNING: All log messages before absl::InitializeLog() is called are 
 
 
 def import_tensorflow():
-    """`import tensorflow`, with its start-up messages filtered by TF_CPP_MIN_LOG_LEVEL."""
+    """`import tensorflow` with oneDNN on (unless TF_ENABLE_ONEDNN_OPTS says otherwise), its
+    start-up messages filtered by TF_CPP_MIN_LOG_LEVEL."""
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     level = _min_log_level()
     if "tensorflow" in sys.modules or level < 1:
         import tensorflow  # noqa: F401
@@ -37,6 +51,16 @@ def import_tensorflow():
             os.close(saved)
             captured.seek(0)
             sys.stderr.write("".join(_kept(captured.read().decode(errors="replace"), level)))
+
+
+def onednn_enabled():
+    """Whether TensorFlow runs its oneDNN CPU kernels in this process (None: unknown)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port  # TensorFlow's own test of it
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None
 
 
 def _min_log_level():

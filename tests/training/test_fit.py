@@ -14,10 +14,11 @@ from tests.training.commands import run_command, run_next_commands
 from tests.training.conftest import TINY
 from training.fit import parse_args
 from tsm_keras.data.augment import SCALES
-from tsm_keras.models import build_video_classifier, parameter_overhead, temporal_modules
+from tsm_keras.layers.batch_norm import BatchNormalization
+from tsm_keras.models import build_video_classifier, parameter_overhead, temporal_modules, walk_layers
 from tsm_keras.training.callbacks import checkpoints, read_history
 from tsm_keras.training.evaluation import evaluate_run
-from tsm_keras.training.trainer import _choose_xla, resolve, train
+from tsm_keras.training.trainer import _choose_step, resolve, train
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -113,15 +114,27 @@ def test_the_demo_trains_a_streamable_model_and_user_data_the_reference_tsm(tiny
     assert resolve(parse_args(["--shift-div", "8"])).shift_div == 8
 
 
-def test_the_step_is_compiled_the_way_measured_faster_unless_asked():
-    # On this CPU (benchmarks/vs_pytorch.py, docs/benchmarks.md): XLA for ResNets, graph mode for MobileNetV2.
+def test_the_step_runs_in_graph_mode_with_onednn_unless_asked():
+    # Measured on this CPU (benchmarks/vs_pytorch.py, docs/benchmarks.md): graph mode with oneDNN's
+    # kernels and the fused BatchNormalization beat XLA for ResNet-50 and MobileNetV2.
     chosen = {}
     for args in ([], ["--backbone", "resnet50"], ["--backbone", "resnet50", "--no-xla"], ["--xla"]):
         o = resolve(parse_args(args))
-        message = _choose_xla(o)
+        message = _choose_step(o)
         chosen[" ".join(args)] = o.xla
         assert message.startswith("XLA") == o.xla
-    assert chosen == {"": False, "--backbone resnet50": True, "--backbone resnet50 --no-xla": False, "--xla": True}
+        assert message.endswith("; oneDNN CPU kernels"), message  # the test process loads TensorFlow via tsm_keras
+    assert chosen == {"": False, "--backbone resnet50": False, "--backbone resnet50 --no-xla": False, "--xla": True}
+    assert _choose_step(resolve(parse_args([]))).startswith("graph mode, fused BatchNormalization (`xla=True`")
+
+
+def test_the_demo_trains_with_the_fused_batch_norm(tiny_run):
+    # In graph mode fit.py gives every BatchNormalization TensorFlow's fused training kernel
+    # (tsm_keras.layers.batch_norm); the saved model loads with it and infers as Keras' layer.
+    _, run_dir, model = tiny_run
+    for network in (model, keras.models.load_model(run_dir / "model.keras")):
+        norms = [layer for layer in walk_layers(network) if isinstance(layer, keras.layers.BatchNormalization)]
+        assert len(norms) > 10 and {type(layer) for layer in norms} == {BatchNormalization}
 
 
 def test_a_run_resumes_with_the_step_compiled_another_way(tiny_run, tiny_data, capsys):

@@ -33,8 +33,6 @@ class Backbone:
         signed_block_inputs: the inputs of the residual branches (where temporal modules
             go) can be negative: MobileNetV2's linear bottlenecks, unlike ResNet's post-ReLU
             block inputs. A module that ends in a ReLU (TAM's) would clip them.
-        xla_on_cpu: XLA runs its training step faster than TensorFlow's graph mode on a CPU
-            (measured with benchmarks/vs_pytorch.py; training/fit.py's default there).
         non_local_after: the block outputs after which `non_local=True` puts a non-local
             block (empty: not supported).
         big_little: for bLVNet's Big-Little network (a video network over frame pairs, built
@@ -51,7 +49,6 @@ class Backbone:
     has_width: bool = False
     pool_before: Optional[str] = None
     signed_block_inputs: bool = False
-    xla_on_cpu: bool = False
     non_local_after: tuple = ()
     big_little: Optional["BigLittle"] = None
 
@@ -111,13 +108,11 @@ _KERAS_RESNET = dict(
     std=(1.0, 1.0, 1.0),
     reverse_channels=True,
     pool_before="conv3_block1_1_conv",
-    xla_on_cpu=True,
 )
 _TORCHVISION_RESNET = dict(
     mean=IMAGENET_MEAN_RGB,
     std=IMAGENET_STD_RGB,
     pool_before="conv3_block1_1_conv",
-    xla_on_cpu=True,
 )
 
 # The official non-local TSM wraps ResNet-50 blocks layer2[0, 2] and layer3[0, 2, 4]: the

@@ -17,10 +17,12 @@ import keras
 import tensorflow as tf
 
 from tsm_keras._keras_private import patch_keras_for_multi_worker
+from tsm_keras._startup import onednn_enabled
 from tsm_keras.data.augment import SCALES
 from tsm_keras.data.labels import write_labels
 from tsm_keras.files import write_json
 from tsm_keras.layers import TemporalAggregation, TemporalShift
+from tsm_keras.layers.batch_norm import use_fused_batch_norm
 from tsm_keras.models import (
     BACKBONES,
     TEMPORAL_LABELS,
@@ -28,6 +30,7 @@ from tsm_keras.models import (
     build_video_classifier,
     parameter_overhead,
     temporal_modules,
+    walk_layers,
 )
 from tsm_keras.models.blvnet import check_big_little
 from tsm_keras.run_dir import CONFIG, LABELS, MODEL, load_run
@@ -66,7 +69,7 @@ class FitOptions:
     weights: Optional[str] = None
     tune_from: Optional[str] = None  # a run directory (trained or ported): all weights but the classifier
     mixed_precision: bool = False
-    xla: Optional[bool] = None  # None: the faster mode measured for the backbone and device (`_choose_xla`)
+    xla: Optional[bool] = None  # None: graph mode, measured faster than XLA on CPUs (`_choose_step`)
     tpu: Optional[str] = None
     seed: int = 0
     out: Optional[str] = None
@@ -236,17 +239,26 @@ def _describe(o):
     return f"{module} on {o.backbone}{width}, {o.segments} frames{pairs} of {o.input_size} px"
 
 
-def _choose_xla(o):
-    """Sets `o.xla` when not given: XLA where it was measured faster. Returns what to tell the user."""
-    if o.xla is not None:
-        return ("XLA" if o.xla else "graph mode") + " (as asked)"
-    gpu = bool(tf.config.list_physical_devices("GPU"))
-    o.xla = BACKBONES[o.backbone].xla_on_cpu and not gpu
-    if gpu:  # no GPU measurement yet: TensorFlow's default
-        return "graph mode (`xla=True` compiles the step with XLA; not measured on a GPU yet)"
-    if o.xla:
-        return f"XLA, faster than graph mode for {o.backbone} on a CPU (`xla=False` turns it off)"
-    return f"graph mode, faster than XLA for {o.backbone} on a CPU (`xla=True` turns XLA on)"
+def _choose_step(o):
+    """Sets `o.xla` when not given and returns the start line that says how the step runs.
+
+    The default is graph mode with the fused BatchNormalization: on this project's CPU, with
+    oneDNN's kernels (which `import tsm_keras` turns on, tsm_keras/_startup.py), it trained
+    TSM-MobileNetV2 and TSM-ResNet-50 faster than XLA did (docs/benchmarks.md). No GPU has
+    been measured.
+    """
+    asked = o.xla is not None
+    o.xla = bool(o.xla)
+    step = "XLA" if o.xla else "graph mode, fused BatchNormalization"
+    step += " (as asked)" if asked else " (`xla=True` compiles it with XLA instead)"
+    if tf.config.list_physical_devices("GPU"):
+        return step + "; GPU speed not measured yet"
+    if onednn_enabled() is False:
+        return (
+            step + "; TensorFlow's Eigen CPU kernels: oneDNN's trained 1.5x faster on the project's CPU "
+            "(TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow loads, or import tsm_keras before tensorflow)"
+        )
+    return step + "; oneDNN CPU kernels"
 
 
 def _describe_crop(scales):
@@ -263,7 +275,7 @@ def train(options, log=print):
     keras.utils.set_random_seed(o.seed)
     # Physical, not logical, devices from here on: listing logical ones starts TensorFlow's
     # runtime, and MultiWorkerMirroredStrategy must configure it first.
-    step_mode = _choose_xla(o)
+    step_mode = _choose_step(o)
     if o.mixed_precision:
         gpu = bool(tf.config.list_physical_devices("GPU"))
         keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
@@ -311,6 +323,8 @@ def train(options, log=print):
     )
     with strategy.scope():
         model = build_video_classifier(**config["model"], weights=o.weights)
+        if not o.xla:  # Keras 3 trains BatchNormalization from separate ops; XLA fuses them itself
+            use_fused_batch_norm(walk_layers(model))
         if o.tune_from:
             copied = _load_all_but_the_classifier(model, o.tune_from)
         model.compile(
