@@ -6,11 +6,17 @@ import time
 DEMO_LR, CLIP_NORM = 0.002, 20.0  # the demo's Adam step (0.008 per 64 clips at batch 16), fit.py's clipping
 
 
-def compile_like_the_demo(model, optimizer="adam", **compile_args):
-    """Compiles `model` for training as fit.py compiles the built-in demo's (graph mode): Adam (or
-    "sgd") at the demo's learning rate with gradient clipping, cross-entropy on logits."""
+def compile_like_the_demo(model, optimizer="adam", fused_batch_norm=True, **compile_args):
+    """Prepares `model` for training as fit.py trains the built-in demo's: graph mode with the fused
+    BatchNormalization (`fused_batch_norm=False` keeps Keras' layers), Adam (or "sgd") at the
+    demo's learning rate with gradient clipping, cross-entropy on logits."""
     import keras
 
+    from tsm_keras.layers.batch_norm import use_fused_batch_norm
+    from tsm_keras.models import walk_layers
+
+    if fused_batch_norm:
+        use_fused_batch_norm(walk_layers(model))
     make = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[optimizer]
     model.compile(
         make(DEMO_LR, clipnorm=CLIP_NORM),

@@ -27,8 +27,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from _timing import compile_like_the_demo  # noqa: E402
 
-from tsm_keras.layers.batch_norm import use_fused_batch_norm  # noqa: E402
-from tsm_keras.models import build_video_classifier, walk_layers  # noqa: E402
+from tsm_keras.models import build_video_classifier  # noqa: E402
 
 
 def main():
@@ -53,9 +52,7 @@ def main():
         model = build_video_classifier(
             10, args.backbone, args.frames, args.size, temporal=args.temporal, width=args.width, weights=None
         )
-        if name == "fused":
-            use_fused_batch_norm(walk_layers(model))
-        compile_like_the_demo(model, args.optimizer)
+        compile_like_the_demo(model, args.optimizer, fused_batch_norm=name == "fused")
         for _ in range(2):  # trace and warm up
             model.train_on_batch(clips, labels)
         models[name] = model

@@ -10,9 +10,9 @@ and without XLA. The paper measured about 3% for shifting a quarter of the chann
 tensor (8 frames x 56 x 56 x 256): the layer (its gradient is the opposite shift, written out)
 against the same slices and concatenations differentiated by TensorFlow, and a plain copy.
 
-`--train`: the training step (forward, backward, Adam with clipping, as fit.py compiles it) of
-TSM against TSN on the built-in demo's model by default (MobileNetV2 x0.35, 16 clips x 8 x 64 px,
-graph mode: fit.py's mode for MobileNetV2), the causal and the bidirectional shift. Rounds
+`--train`: the training step (forward, backward, Adam with clipping, as fit.py runs it: graph mode,
+fused BatchNormalization) of TSM against TSN on the built-in demo's model by default
+(MobileNetV2 x0.35, 16 clips x 8 x 64 px), the causal and the bidirectional shift. Rounds
 alternate the models; each round's TSM/TSN ratio is taken within the round, and the median
 and the quartiles of those ratios are printed, in wall time and in CPU time.
 
@@ -119,7 +119,8 @@ def training_step(args):
         steps[temporal] = lambda m=model: [m.train_on_batch(clips, labels) for _ in range(args.steps)]
     print(
         f"\nTraining step, {args.backbones[0]} x{args.width}, {args.batch_size} clips x {args.frames} x "
-        f"{args.size} px, graph mode, TensorFlow {tf.__version__} on CPU ({os.cpu_count()} cores); "
+        f"{args.size} px, graph mode, fused BatchNormalization, TensorFlow {tf.__version__} on CPU "
+        f"({os.cpu_count()} cores); "
         f"{args.repeats} alternating rounds of {args.steps} steps; TSM/TSN per round: median [quartiles]\n"
     )
     rows = []

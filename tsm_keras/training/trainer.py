@@ -255,7 +255,7 @@ def _choose_step(o):
         return step + "; GPU speed not measured yet"
     if onednn_enabled() is False:
         return (
-            step + "; TensorFlow's Eigen CPU kernels: oneDNN's trained 1.5x faster on the project's CPU "
+            step + "; TensorFlow's Eigen CPU kernels: oneDNN's trained 1.4-1.9x faster on the project's CPU "
             "(TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow loads, or import tsm_keras before tensorflow)"
         )
     return step + "; oneDNN CPU kernels"

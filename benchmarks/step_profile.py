@@ -1,0 +1,224 @@
+"""Where a training step's time goes: TensorFlow's and PyTorch's profilers on the same model.
+
+    python benchmarks/step_profile.py [--backbone mobilenet_v2] [--size 112] [--batch-size 4]
+                                      [--frames 8] [--steps 5]
+
+The model and step are those of benchmarks/vs_pytorch.py (torchvision's layout, bidirectional
+TSM, SGD with clipping). Each column is a fresh process that runs 3 warm-up steps and then
+profiles `--steps` steps:
+- PyTorch (eager, float32, the independent PyTorch TSM of tests/port/torch_reference.py);
+- tsm-keras with TensorFlow's Eigen kernels (TF_ENABLE_ONEDNN_OPTS=0) and with oneDNN's, each
+  with Keras' BatchNormalization and with the fused one (`tsm_keras.layers.batch_norm`).
+TensorFlow runs one op at a time here (one inter-op thread; each op still uses every core), as
+PyTorch does, so the op times of a step add up to about its wall time in both. Ops are grouped
+by the layer they belong to (TensorFlow: the Keras layer named in the op's name, forward and
+gradient; PyTorch: the aten op). PyTorch's shift (slices and copies) counts as "other".
+Printed: milliseconds per step by group, the sum, and the wall time per profiled step.
+"""
+
+import argparse
+import collections
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+GROUPS = ("convolution", "depthwise convolution", "batch normalization", "activation", "shift", "other")
+COLUMNS = {  # name: (TF_ENABLE_ONEDNN_OPTS, fused BatchNormalization); None: PyTorch
+    "PyTorch": None,
+    "Eigen, Keras BN": ("0", False),
+    "Eigen, fused BN": ("0", True),
+    "oneDNN, Keras BN": ("1", False),
+    "oneDNN, fused BN (fit.py)": ("1", True),
+}
+NUM_CLASSES, LR, WEIGHT_DECAY, CLIP_NORM = 400, 0.01, 1e-4, 20.0
+
+
+def _layer_groups(model):
+    """Keras layer name -> group."""
+    import keras
+
+    from tsm_keras.layers import TemporalShift
+    from tsm_keras.models import walk_layers
+
+    groups = {}
+    for layer in walk_layers(model):
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            groups[layer.name] = "depthwise convolution"
+        elif isinstance(layer, keras.layers.Conv2D):
+            groups[layer.name] = "convolution"
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            groups[layer.name] = "batch normalization"
+        elif isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):
+            groups[layer.name] = "activation"
+        elif isinstance(layer, TemporalShift):
+            groups[layer.name] = "shift"
+    return groups
+
+
+def _group_of(op_name, groups):
+    # "gradient_tape/video_classifier_1/backbone_1/block_1_expand_BN_1/moments/mean": Keras adds
+    # "_1" to a layer's name scope when it is called inside the training step.
+    for part in op_name.split("/"):
+        for name in (part, re.sub(r"_\d+$", "", part)):
+            if name in groups:
+                return groups[name]
+    return "other"
+
+
+def profile_keras(backbone, size, batch, frames, steps, fused):
+    # isort: off
+    import tsm_keras  # noqa: F401  (first: TensorFlow loads as the library loads it)
+
+    # isort: on
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    try:  # the protobuf of TensorFlow's profiler traces (an internal module of TensorFlow 2.21)
+        from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    except ImportError as error:
+        raise SystemExit(f"this TensorFlow has no profiler protobuf to read the trace: {error}") from None
+
+    from tsm_keras._startup import onednn_enabled
+    from tsm_keras.layers.batch_norm import use_fused_batch_norm
+    from tsm_keras.models import build_video_classifier, walk_layers
+    from tsm_keras.training.recipe import make_optimizer
+
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    model = build_video_classifier(
+        NUM_CLASSES, backbone=backbone + "_tv", num_segments=frames, input_size=size, temporal="tsm"
+    )
+    if fused:
+        use_fused_batch_norm(walk_layers(model))
+    model.compile(
+        optimizer=make_optimizer(LR, WEIGHT_DECAY, CLIP_NORM),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    rng = np.random.default_rng(0)
+    clips = tf.constant(rng.integers(0, 256, (batch, frames, size, size, 3)).astype("float32"))
+    labels = tf.constant(rng.integers(0, NUM_CLASSES, batch))
+    for _ in range(3):
+        model.train_on_batch(clips, labels)
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        start = time.perf_counter()
+        for _ in range(steps):
+            model.train_on_batch(clips, labels)
+        wall = (time.perf_counter() - start) / steps
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        with open(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)[0], "rb") as f:
+            space.ParseFromString(f.read())
+    groups = _layer_groups(model)
+    per_group = collections.Counter()
+    for plane in space.planes:
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):  # the threads that run ops
+                continue
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                if ":" in name and "::" not in name:  # "op name:OpType"; not executor bookkeeping
+                    per_group[_group_of(name.rsplit(":", 1)[0], groups)] += event.duration_ps / 1e9 / steps
+    return {"groups": dict(per_group), "wall_ms": 1000 * wall, "onednn": onednn_enabled()}
+
+
+def profile_torch(backbone, size, batch, frames, steps):
+    import torch
+
+    sys.path.insert(0, os.path.join(HERE, "..", "tests", "port"))
+    import torch_reference as ref
+
+    if backbone == "resnet50":
+        model = ref.TSN(ref.tsm_resnet(50, frames), NUM_CLASSES, 2048, frames)
+    else:
+        model = ref.TSN(ref.tsm_mobilenet_v2(frames), NUM_CLASSES, 1280, frames)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9, weight_decay=WEIGHT_DECAY)
+    generator = torch.Generator().manual_seed(0)
+    clips = torch.randn((batch, frames, 3, size, size), generator=generator)
+    labels = torch.randint(0, NUM_CLASSES, (batch,), generator=generator)
+
+    def step():
+        model.train()
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(clips), labels)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
+        optimizer.step()
+        loss.item()
+
+    for _ in range(3):
+        step()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        wall = (time.perf_counter() - start) / steps
+    per_group = collections.Counter()
+    for op in profiler.key_averages():
+        name = op.key.lower()
+        if "batch_norm" in name:
+            group = "batch normalization"
+        elif "convolution" in name or "conv2d" in name:
+            group = "convolution"  # depthwise included: the aten op does not tell them apart
+        elif any(word in name for word in ("hardtanh", "clamp", "relu", "threshold")):
+            group = "activation"
+        else:
+            group = "other"
+        per_group[group] += op.self_cpu_time_total / 1000 / steps
+    return {"groups": dict(per_group), "wall_ms": 1000 * wall, "onednn": None}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbone", default="mobilenet_v2", choices=["mobilenet_v2", "resnet50"])
+    parser.add_argument("--size", type=int, default=112)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=5, help="profiled training steps per process")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one column, as JSON
+    args = parser.parse_args(argv)
+    shape = dict(backbone=args.backbone, size=args.size, batch=args.batch_size, frames=args.frames, steps=args.steps)
+    if args.one:
+        setting = json.loads(args.one)
+        result = profile_torch(**shape) if setting is None else profile_keras(**shape, fused=setting[1])
+        print("RESULT " + json.dumps(result))
+        return
+
+    from _timing import print_table
+
+    results = {}
+    for column, setting in COLUMNS.items():
+        env = dict(os.environ)
+        if setting is not None:
+            env["TF_ENABLE_ONEDNN_OPTS"] = setting[0]
+        command = [sys.executable, os.path.abspath(__file__), "--one", json.dumps(setting)] + (argv or sys.argv[1:])
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+        if done.returncode or not lines:
+            raise SystemExit(f"{column}: failed\n{done.stderr[-2000:]}")
+        results[column] = json.loads(lines[0][len("RESULT ") :])
+        if setting is not None and results[column]["onednn"] != (setting[0] == "1"):
+            raise SystemExit(f"{column}: oneDNN is {results[column]['onednn']}, not as asked")
+        print(f"{column}: {results[column]['wall_ms']:.0f} ms/step", file=sys.stderr)
+
+    print(
+        f"\nTSM-{args.backbone}, {args.batch_size} clips x {args.frames} x {args.size} px, training step; "
+        f"ms per step (mean of {args.steps} profiled steps)\n"
+    )
+    rows = [[group] + [f"{r['groups'].get(group, 0):.0f}" for r in results.values()] for group in GROUPS]
+    rows.append(["sum of ops"] + [f"{sum(r['groups'].values()):.0f}" for r in results.values()])
+    rows.append(["wall, profiled"] + [f"{r['wall_ms']:.0f}" for r in results.values()])
+    print_table(["group"] + list(COLUMNS), rows)
+
+
+if __name__ == "__main__":
+    main()
