@@ -97,9 +97,12 @@ def make_eval_dataset(src, num_segments=8, input_size=224, batch_size=8, clips=1
             out = augment.center_crop(flat, input_size)[None]
         else:
             out = augment.three_crops(flat, input_size)
-        # (crops, clips * T, S, S, 3) -> (clips, crops, T, S, S, 3) -> (V, T, S, S, 3)
+        # (crops, clips * T, S, S, 3) -> (clips, crops, T, S, S, 3) -> (V, T, S, S, 3). With one
+        # clip or one crop the order is already clip-major, and skipping the uint8 transpose also
+        # skips oneDNN's "supports DT_UINT8 only on platforms with AVX-512" error line on AVX2 CPUs.
         out = tf.reshape(out, [crops, clips, num_segments, input_size, input_size, 3])
-        out = tf.transpose(out, [1, 0, 2, 3, 4, 5])
+        if clips > 1 and crops > 1:
+            out = tf.transpose(out, [1, 0, 2, 3, 4, 5])
         out = tf.reshape(out, [views, num_segments, input_size, input_size, 3])
         return out, label
 
