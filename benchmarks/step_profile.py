@@ -39,7 +39,6 @@ COLUMNS = {  # name: (TF_ENABLE_ONEDNN_OPTS, fused BatchNormalization); None: Py
     "oneDNN, Keras BN": ("1", False),
     "oneDNN, fused BN (fit.py)": ("1", True),
 }
-NUM_CLASSES, LR, WEIGHT_DECAY, CLIP_NORM = 400, 0.01, 1e-4, 20.0
 
 
 def _layer_groups(model):
@@ -79,8 +78,6 @@ def profile_keras(backbone, size, batch, frames, steps, fused):
     import tsm_keras  # noqa: F401  (first: TensorFlow loads as the library loads it)
 
     # isort: on
-    import keras
-    import numpy as np
     import tensorflow as tf
 
     try:  # the protobuf of TensorFlow's profiler traces (an internal module of TensorFlow 2.21)
@@ -88,24 +85,12 @@ def profile_keras(backbone, size, batch, frames, steps, fused):
     except ImportError as error:
         raise SystemExit(f"this TensorFlow has no profiler protobuf to read the trace: {error}") from None
 
+    from vs_pytorch import keras_training
+
     from tsm_keras._startup import onednn_enabled
-    from tsm_keras.layers.batch_norm import use_fused_batch_norm
-    from tsm_keras.models import build_video_classifier, walk_layers
-    from tsm_keras.training.recipe import make_optimizer
 
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    model = build_video_classifier(
-        NUM_CLASSES, backbone=backbone + "_tv", num_segments=frames, input_size=size, temporal="tsm"
-    )
-    if fused:
-        use_fused_batch_norm(walk_layers(model))
-    model.compile(
-        optimizer=make_optimizer(LR, WEIGHT_DECAY, CLIP_NORM),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    rng = np.random.default_rng(0)
-    clips = tf.constant(rng.integers(0, 256, (batch, frames, size, size, 3)).astype("float32"))
-    labels = tf.constant(rng.integers(0, NUM_CLASSES, batch))
+    model, clips, labels = keras_training(backbone, "tsm", "fused-bn" if fused else "graph", frames, size, batch)
     for _ in range(3):
         model.train_on_batch(clips, labels)
     with tempfile.TemporaryDirectory() as logdir:
@@ -133,28 +118,9 @@ def profile_keras(backbone, size, batch, frames, steps, fused):
 
 def profile_torch(backbone, size, batch, frames, steps):
     import torch
+    from vs_pytorch import torch_training
 
-    sys.path.insert(0, os.path.join(HERE, "..", "tests", "port"))
-    import torch_reference as ref
-
-    if backbone == "resnet50":
-        model = ref.TSN(ref.tsm_resnet(50, frames), NUM_CLASSES, 2048, frames)
-    else:
-        model = ref.TSN(ref.tsm_mobilenet_v2(frames), NUM_CLASSES, 1280, frames)
-    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9, weight_decay=WEIGHT_DECAY)
-    generator = torch.Generator().manual_seed(0)
-    clips = torch.randn((batch, frames, 3, size, size), generator=generator)
-    labels = torch.randint(0, NUM_CLASSES, (batch,), generator=generator)
-
-    def step():
-        model.train()
-        optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(clips), labels)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
-        optimizer.step()
-        loss.item()
-
+    _, _, step, _ = torch_training(backbone, "tsm", frames, size, batch)
     for _ in range(3):
         step()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:

@@ -56,22 +56,19 @@ def _peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure_keras(backbone, temporal, mode, frames, size, batch, steps):
-    # isort: off
-    import tsm_keras  # noqa: F401  (first: TensorFlow loads as the library loads it, oneDNN kernels on)
-
-    # isort: on
+def keras_training(backbone, temporal, mode, frames, size, batch):
+    """tsm-keras's model of `backbone`, compiled for training in `mode`, and a batch for it:
+    (model, clips, labels). TensorFlow must be loaded through tsm_keras (see measure_keras)."""
     import keras
     import numpy as np
     import tensorflow as tf
 
-    from tsm_keras._startup import onednn_enabled
     from tsm_keras.layers.batch_norm import use_fused_batch_norm
     from tsm_keras.models import build_video_classifier, walk_layers
     from tsm_keras.training.recipe import make_optimizer
 
-    gpus = tf.config.list_physical_devices("GPU")
     if mode == "mixed":
+        gpus = tf.config.list_physical_devices("GPU")
         keras.mixed_precision.set_global_policy("mixed_float16" if gpus else "mixed_bfloat16")
     model = build_video_classifier(
         NUM_CLASSES, backbone=backbone + "_tv", num_segments=frames, input_size=size, temporal=temporal
@@ -86,6 +83,20 @@ def measure_keras(backbone, temporal, mode, frames, size, batch, steps):
     rng = np.random.default_rng(0)
     clips = tf.constant(rng.integers(0, 256, (batch, frames, size, size, 3)).astype("float32"))
     labels = tf.constant(rng.integers(0, NUM_CLASSES, batch))
+    return model, clips, labels
+
+
+def measure_keras(backbone, temporal, mode, frames, size, batch, steps):
+    # isort: off
+    import tsm_keras  # noqa: F401  (first: TensorFlow loads as the library loads it, oneDNN kernels on)
+
+    # isort: on
+    import tensorflow as tf
+
+    from tsm_keras._startup import onednn_enabled
+
+    gpus = tf.config.list_physical_devices("GPU")
+    model, clips, labels = keras_training(backbone, temporal, mode, frames, size, batch)
     train_ms = _median_step(lambda: model.train_on_batch(clips, labels), steps)  # returns NumPy: step done
     predict = tf.function(lambda x: model(x, training=False), jit_compile=mode == "xla")
     one = clips[:1]
@@ -103,7 +114,9 @@ def measure_keras(backbone, temporal, mode, frames, size, batch, steps):
     }
 
 
-def measure_torch(backbone, temporal, mode, frames, size, batch, steps):
+def torch_training(backbone, temporal, frames, size, batch):
+    """The PyTorch TSM (or TSN) of `backbone` and one training step of it, on a fixed batch:
+    (model, clips, train_step, device)."""
     import torch
 
     sys.path.insert(0, os.path.join(HERE, "..", "tests", "port"))
@@ -131,6 +144,14 @@ def measure_torch(backbone, temporal, mode, frames, size, batch, steps):
         torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
         optimizer.step()
         loss.item()  # waits for the step to finish (on a GPU too)
+
+    return model, clips, train_step, device
+
+
+def measure_torch(backbone, temporal, mode, frames, size, batch, steps):
+    import torch
+
+    model, clips, train_step, device = torch_training(backbone, temporal, frames, size, batch)
 
     def infer():
         model.eval()
