@@ -4,7 +4,9 @@
 Skipped without torch.
 """
 
-import keras
+import json
+import shlex
+
 import numpy as np
 import pytest
 
@@ -12,8 +14,10 @@ torch = pytest.importorskip("torch")
 
 from tests.port import torch_blvnet as blvnet  # noqa: E402
 from tests.port import torch_reference as ref  # noqa: E402
-from tsm_keras.port import PortError, assign_weights, port_checkpoint, port_state_dict  # noqa: E402
+from tests.training.commands import run_command  # noqa: E402
+from tsm_keras.port import PortError, assign_weights, port_state_dict  # noqa: E402
 from tsm_keras.port.big_little import TAM_PARTS, read_big_little_layout  # noqa: E402
+from tsm_keras.run_dir import load_run  # noqa: E402
 
 FRAMES, S, K = 4, 64, 5  # 2T = 4 frames (the name's f2x2), 64 px
 RELATIVE = 1e-4
@@ -88,31 +92,67 @@ def test_segments_are_asked_for_not_guessed(net50):
         port_state_dict(state(net50), input_size=S)
 
 
-@pytest.mark.slow
-def test_released_file_ports_by_name(net50, tmp_path):
-    # The released files are bare state dicts named {dataset}-bLVNet-TAM-{depth}-a2-b4-f{T}x2.
-    path = tmp_path / f"st2stv2-bLVNet-TAM-50-a2-b4-f{FRAMES // 2}x2.pth.tar"
-    torch.save(net50.state_dict(), path)
-    ported, model_path = port_checkpoint(path, tmp_path / "run", input_size=S)
-    assert ported.model_config["num_segments"] == FRAMES  # f2x2: 2 pairs, 4 frames
-    clip = clips(seed=2)
-    assert_close(np.asarray(keras.models.load_model(model_path)(clip)), torch_logits(net50, clip))
+# The default suite's check of the documented commands on a ported bLVNet-TAM: a released file
+# and a DataParallel training checkpoint, at 32 px and 2T = 4, each ported into a run directory
+# by `python -m tsm_keras.port`, then evaluated and converted by the scripts.
+TINY = 32
 
 
-@pytest.mark.slow
-def test_training_checkpoint_from_dataparallel(net50, tmp_path):
-    # What the reference's train.py saves: {'epoch', 'arch', 'state_dict' ('module.' names), ...}.
-    run = tmp_path / "st2stv1-bLVNet-TAM-50-a2-b4-f2x2"
-    run.mkdir()
-    parallel = torch.nn.DataParallel(net50)
-    torch.save(
-        {"epoch": 3, "arch": run.name, "state_dict": parallel.state_dict(), "best_top1": 40.0},
-        run / "model_best.pth.tar",
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """The built-in data set at its smallest: 10 classes x (2 train + 1 val) clips of 8 frames."""
+    from tsm_keras.data.synthetic import ensure_default_dataset
+
+    root = tmp_path_factory.mktemp("data") / "tiny_shapes"
+    return ensure_default_dataset(root, train_per_class=2, val_per_class=1, frames=8, size=40, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_net(tiny_data):
+    classes = len((tiny_data / "labels.txt").read_text().split("\n")) - 1
+    torch.manual_seed(0)
+    net = blvnet.BLVNetTAM(50, FRAMES, classes)
+    video = np.random.default_rng(1).uniform(0, 255, (8, FRAMES, TINY, TINY, 3)).astype("float32")
+    calibration = ref.normalize(video)  # 8 clips: at 32 px stage 4 is 1 x 1, BN needs a batch
+    return ref.randomize(net, seed=0, calibrate=lambda: net(calibration))
+
+
+@pytest.mark.parametrize("layout", ["released file", "training checkpoint"])
+def test_ported_checkpoints_evaluate_and_convert(layout, tiny_net, tiny_data, tmp_path):
+    if layout == "released file":
+        path = tmp_path / f"st2stv2-bLVNet-TAM-50-a2-b4-f{FRAMES // 2}x2.pth.tar"
+        torch.save(tiny_net.state_dict(), path)
+    else:  # what the reference's train.py saves, in a folder named after the model
+        path = tmp_path / f"st2stv1-bLVNet-TAM-50-a2-b4-f{FRAMES // 2}x2" / "model_best.pth.tar"
+        path.parent.mkdir()
+        state = torch.nn.DataParallel(tiny_net).state_dict()
+        torch.save({"epoch": 3, "arch": path.parent.name, "state_dict": state, "best_top1": 40.0}, path)
+    run = tmp_path / "runs" / "blvnet"
+    labels, data = shlex.quote(str(tiny_data / "labels.txt")), shlex.quote(str(tiny_data))
+    ported = run_command(
+        f"python -m tsm_keras.port {shlex.quote(str(path))} --out {run} --labels {labels} --input-size {TINY}"
     )
-    ported, model_path = port_checkpoint(run / "model_best.pth.tar", tmp_path / "out", input_size=S)
-    assert ported.notes == ["segments=4 (from the folder name st2stv1-bLVNet-TAM-50-a2-b4-f2x2)"]
-    clip = clips(seed=3)
-    assert_close(np.asarray(keras.models.load_model(model_path)(clip)), torch_logits(net50, clip))
+    assert f"num_segments={FRAMES}" in ported.stdout and "backbone=blresnet50" in ported.stdout
+    config = json.loads((run / "config.json").read_text())
+    assert config["source"]["checkpoint"] == path.name and "streaming" not in config["source"]
+    clip = np.random.default_rng(2).uniform(0, 255, (1, FRAMES, TINY, TINY, 3)).astype("float32")
+    assert_close(np.asarray(load_run(run).model(clip)), torch_logits(tiny_net, clip))
+
+    run_command(f"python training/evaluate.py {run} --data {data}")
+    summary = json.loads((run / "eval-1clipx1crop" / "summary.json").read_text())
+    assert summary["clips"] == 10
+    # docs/blvnet.md's `convert.py RUN --int8 --data DATA` once; the run directories of the two
+    # layouts differ only in config.json's "source". A random network's near-tied logits make
+    # the int8 gate noise: --force (the gate is tested on trained models in tests/export).
+    int8 = ["--int8", "--data", data, "--force", "--calibration-clips", "2"] if layout == "released file" else []
+    run_command(f"python tflite/convert.py {run} {' '.join(int8)}")
+    report = json.loads((run / "tflite" / "report.json").read_text())
+    written = sorted(p.name for p in (run / "tflite").glob("*.tflite"))
+    assert written == ["clip_float32.tflite"] + (["clip_int8.tflite"] if int8 else [])
+    assert "pairs frames" in report["streaming"]["refused"]
+    assert report["verification"]["clip_float32.tflite"]["max_abs_difference_vs_keras"] <= 1e-4 * max(
+        1.0, float(np.abs(torch_logits(tiny_net, clip)).max())
+    )
 
 
 @pytest.mark.slow

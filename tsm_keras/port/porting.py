@@ -198,6 +198,7 @@ def _port_big_little(state, hints, meta, arch, num_classes, segments, temporal, 
         "num_segments": segments,
         "input_size": 224 if input_size is None else input_size,
         "temporal": found,
+        "non_local": False,  # as every run's config: the key is read by the run's report
         "dropout": DEFAULT_DROPOUT,
     }
     try:
