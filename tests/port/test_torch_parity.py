@@ -4,6 +4,7 @@ Skipped without torch (`pip install -e .[port]`; on the project machines
 `pip install torch==2.13.0` installs a local CPU wheel).
 """
 
+import copy
 import json
 import os
 
@@ -19,6 +20,8 @@ from tsm_keras.port.__main__ import main  # noqa: E402
 
 T = 4
 TOLERANCE = 1e-4  # max abs difference of the logits, float32
+# Keras' float32 error (against the float64 network) may be this many times PyTorch's own.
+FLOAT32_FACTOR = 4
 
 
 def clips(size, batch=2, seed=0):
@@ -80,9 +83,12 @@ def test_non_local_checkpoint_matches_pytorch(size, tmp_path):
     layer2[0, 2] and layer3[0, 2, 4]. Their frames are 4 x 4 and 2 x 2 at 32 px (keys pooled
     to 2 x 2 and 1 x 1), 8 x 8 and 4 x 4 at 64 px.
 
-    The bound is relative to the largest logit: the attention's softmax amplifies float32
-    rounding, and PyTorch's own float32 logits are 1.0e-4 from its float64 ones at 64 px
-    (logits up to 1.7; measured once, docs/port.md)."""
+    The bound is float32's own error on this network: the attention's softmax amplifies
+    rounding (PyTorch's float32 logits are 1e-4 from its float64 ones at 64 px), so a fixed
+    bound would be either loose for the other models or picked for this one. Keras' float32
+    logits must be as close to the float64 network as PyTorch's float32 ones are, within
+    FLOAT32_FACTOR (docs/port.md: measured 1.0-1.5 on AVX2 with oneDNN's and Eigen's kernels;
+    a wrong mapping is 1e4 times off)."""
     net = torch_tsn("resnet50", "blockres", True, False, size, non_local=True)
     name = f"TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment{T}_e100_dense_nl.pth"
     ref.save_official(net, tmp_path / name, "resnet50")
@@ -90,6 +96,7 @@ def test_non_local_checkpoint_matches_pytorch(size, tmp_path):
     clip = clips(size)
     with torch.no_grad():
         expected = net(ref.normalize(clip)).numpy()
+        exact = copy.deepcopy(net).double()(ref.normalize(clip).double()).numpy()
         # The blocks matter: the same network with their outputs zeroed (the file is saved) is far off.
         blocks = [m for m in net.modules() if isinstance(m, ref.NonLocal3d)]
         for block in blocks:
@@ -98,14 +105,18 @@ def test_non_local_checkpoint_matches_pytorch(size, tmp_path):
         without = net(ref.normalize(clip)).numpy()
     ported, model_path = port_checkpoint(tmp_path / name, tmp_path / "run", input_size=size)
     assert ported.model_config["non_local"] and len(blocks) == 5
-    difference = np.abs(keras_logits(model_path, clip) - expected).max()
-    scale = np.abs(expected).max()
+    logits = keras_logits(model_path, clip)
+    scale = np.abs(exact).max()
+    # float32's error on this network: PyTorch's, at least one unit in the last place of the logits.
+    torch_error = max(np.abs(expected - exact).max(), scale * np.finfo("float32").eps)
+    keras_error = np.abs(logits - exact).max()
     print(
-        f"resnet50-blockres-nl: max |keras - torch| = {difference:.2e} (logits up to {scale:.2f}; "
+        f"resnet50-blockres-nl: max |keras - torch| = {np.abs(logits - expected).max():.2e}; from float64: "
+        f"keras {keras_error:.2e}, torch {torch_error:.2e} (logits up to {scale:.2f}; "
         f"without the non-local blocks {np.abs(without - expected).max():.2e} off)"
     )
-    assert difference <= TOLERANCE * max(1.0, scale)
-    assert np.abs(without - expected).max() > 100 * TOLERANCE * max(1.0, scale)
+    assert keras_error <= FLOAT32_FACTOR * torch_error
+    assert np.abs(without - expected).max() > 1000 * FLOAT32_FACTOR * torch_error
     source = json.loads((tmp_path / "run" / "config.json").read_text())["source"]
     assert "clip models only" in source["streaming"]
 
