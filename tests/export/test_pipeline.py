@@ -79,29 +79,51 @@ def test_int8_conversion_reports_accuracy_and_agreement(online_run, online_model
     assert all(v["input"] == v["output"] for v in quant.values())
 
 
-def test_int8_too_far_below_float_is_not_written_and_float_is_kept(tmp_path, online_model):
+def contents(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_a_refused_or_failed_conversion_leaves_the_earlier_files_byte_for_byte(tmp_path, online_model):
     run = write_run(tmp_path / "run", online_model)
     clips = list(smooth_clips(4, seed=40).astype("uint8"))
-    # A bound no model can meet (a drop below -1 point) stands for a bad int8 model. The gate
-    # is the same for every kind: the clip model alone keeps the test short.
-    with pytest.raises(Int8AccuracyError, match="points below float.*pass `force=True`"):
+    validation = labelled(online_model, 4, 41)
+    # The gate is the same for every kind: the clip model alone keeps the test short.
+    int8 = dict(calibration_clips=clips, latency_repeats=1, log=quiet, streaming=False)
+    convert_run(run, ["int8"], validation=validation, force=True, **int8)
+    before = contents(run / "tflite")
+    assert {"clip_float32.tflite", "clip_int8.tflite", "labels.txt", "report.json"} == before.keys()
+    # A bound no model can meet (a drop below -1 point) stands for a bad int8 model.
+    with pytest.raises(Int8AccuracyError, match=r"points below float.*pass `force=True`.*tflite is unchanged"):
+        convert_run(run, ["int8"], validation=validation, max_int8_drop=-1.0, **int8)
+    assert contents(run / "tflite") == before
+    with pytest.raises(Int8AccuracyError, match="no validation data"):
+        convert_run(run, ["int8"], **int8)
+    assert contents(run / "tflite") == before
+
+    def failing():  # calibration data that breaks halfway (an unreadable video, a full disk)
+        yield clips[0]
+        raise OSError("the disk went away")
+
+    with pytest.raises(OSError, match="went away"):
+        convert_run(run, ["int8"], validation=validation, **{**int8, "calibration_clips": failing})
+    assert contents(run / "tflite") == before
+    assert [p.name for p in run.iterdir() if "staging" in p.name] == []  # nothing left behind
+
+
+def test_a_first_refused_conversion_writes_nothing(tmp_path, online_model):
+    run = write_run(tmp_path / "run", online_model)
+    with pytest.raises(Int8AccuracyError, match="nothing was written"):
         convert_run(
             run,
             ["int8"],
-            calibration_clips=clips,
+            calibration_clips=list(smooth_clips(4, seed=40).astype("uint8")),
             validation=labelled(online_model, 4, 41),
+            max_int8_drop=-1.0,
             latency_repeats=1,
             log=quiet,
-            max_int8_drop=-1.0,
             streaming=False,
         )
-    names = {p.name for p in (run / "tflite").iterdir()}
-    assert "clip_float32.tflite" in names and not any("int8" in n for n in names)
-    report = json.loads((run / "tflite" / "report.json").read_text())
-    assert report["int8"]["written"] is False and report["accuracy"]["clip_float32"] == 100.0
-    with pytest.raises(Int8AccuracyError, match="no validation data"):
-        convert_run(run, ["int8"], calibration_clips=clips, latency_repeats=1, log=quiet, streaming=False)
-    assert not any("int8" in p.name for p in (run / "tflite").iterdir())
+    assert not (run / "tflite").exists() and sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []
 
 
 def test_bidirectional_run_writes_the_clip_model_and_says_how_to_stream(tmp_path):

@@ -9,12 +9,16 @@ data pipeline. Files, in RUN_DIR/tflite/:
     stream_state_<precision>.tflite  the streaming model, buffers as inputs/outputs
     labels.txt, report.json
 
-Float models are always written (they are the reference of the others). A model is written
-only after it passed its checks; an int8 model more than `max_int8_drop` top-1 points below
-float is not written unless `force`.
+A conversion is a transaction: every file is written to a staging folder beside RUN/tflite/,
+and replaces the earlier files, report included, only when every check has passed (an int8
+model more than `max_int8_drop` top-1 points below float fails the conversion unless
+`force`). A refused or failed conversion leaves RUN/tflite/ as it was, byte for byte.
 """
 
 import dataclasses
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,7 +69,7 @@ INT8_INPUT_NOTE = (
 
 
 class Int8AccuracyError(RuntimeError):
-    """int8 validation top-1 is too far below float (the int8 files were not written)."""
+    """int8 validation top-1 is too far below float (nothing was written)."""
 
 
 def verification_clips(num_segments, size, count=3, seed=0):
@@ -125,18 +129,35 @@ class Int8Result:
 
 
 class _Output:
-    """RUN/tflite/: writes each model atomically and records it in the report."""
+    """A conversion's files, staged beside RUN/tflite/ until every check has passed."""
 
     def __init__(self, folder, report, log):
         self.folder, self.report, self.log = folder, report, log
+        self.staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-staging-"))
         self.written = {}  # (kind, precision) -> bytes
 
     def write(self, kind, precision, content):
-        path = self.folder / file_name(kind, precision)
-        atomic_write(path, content)
+        name = file_name(kind, precision)
+        atomic_write(self.staging / name, content)
         self.written[(kind, precision)] = content
-        self.report["files"][path.name] = {"kind": kind, "precision": precision, **describe(content)}
-        self.log(f"wrote {path} ({len(content) / 2**20:.2f} MB)")
+        self.report["files"][name] = {"kind": kind, "precision": precision, **describe(content)}
+        self.log(f"checked {name} ({len(content) / 2**20:.2f} MB)")
+
+    def commit(self, precisions):
+        """Moves the staged files into RUN/tflite/, the report last; files of the converted
+        precisions that this conversion did not make (a kind it no longer writes) go."""
+        self.folder.mkdir(exist_ok=True)
+        staged = {p.name for p in self.staging.iterdir()}
+        for precision in precisions:
+            for stale in self.folder.glob(f"*_{precision}.tflite"):
+                if stale.name not in staged:
+                    stale.unlink()
+        for name in sorted(staged - {REPORT_FILE}) + [REPORT_FILE]:
+            os.replace(self.staging / name, self.folder / name)
+            self.log(f"wrote {self.folder / name}")
+
+    def discard(self):
+        shutil.rmtree(self.staging, ignore_errors=True)
 
 
 def convert_run(
@@ -174,9 +195,9 @@ def convert_run(
         max_int8_drop: largest allowed int8 top-1 drop below float, in points.
 
     Raises:
-        VerificationError: a model fails a check (nothing of it is written).
-        Int8AccuracyError: int8 too far below float (float files and the report are
-            written, int8 files are not).
+        VerificationError: a model fails a check.
+        Int8AccuracyError: int8 too far below float.
+        In either case, as on any other error, RUN/tflite/ is left as it was.
     """
     started = time.time()
     precisions = [FLOAT32] + [p for p in precisions if p != FLOAT32]
@@ -186,30 +207,70 @@ def convert_run(
     if INT8 in precisions and calibration_clips is None:
         raise ValueError("int8 needs calibration clips (the run's training data)")
     run = load_run(run_dir, float32=True)
+    output = None
+    try:
+        output = _Output(Path(run.path) / OUTPUT_DIR, {}, log)
+        report = _convert(
+            run,
+            output,
+            precisions,
+            calibration_clips,
+            validation,
+            force,
+            streaming,
+            threads,
+            calibration_limit,
+            validation_limit,
+            latency_repeats,
+            max_int8_drop,
+            log,
+            started,
+        )
+        output.commit(precisions)
+    finally:
+        if output is not None:
+            output.discard()
+    return report
+
+
+def _convert(
+    run,
+    output,
+    precisions,
+    calibration_clips,
+    validation,
+    force,
+    streaming,
+    threads,
+    calibration_limit,
+    validation_limit,
+    latency_repeats,
+    max_int8_drop,
+    log,
+    started,
+):
+    """Every stage of `convert_run`, its files staged in `output`; raises where it refuses."""
     model = run.model
-    folder = Path(run.path) / OUTPUT_DIR
-    folder.mkdir(exist_ok=True)
-    # Files of an earlier conversion at these precisions would not match this report.
-    for precision in precisions:
-        for stale in folder.glob(f"*_{precision}.tflite"):
-            stale.unlink()
+    folder = output.staging
     num_segments, size = int(model.input_shape[1]), int(model.input_shape[2])
-    report = {
-        "run_dir": str(run.path),
-        "model": run.model_config,
-        "class_names": run.class_names,
-        "num_segments": num_segments,
-        "input_size": size,
-        "files": {},
-        "verification": {},
-        "int8": {},
-        "accuracy": {},
-        "latency": {},
-    }
+    report = output.report
+    report.update(
+        {
+            "run_dir": str(run.path),
+            "model": run.model_config,
+            "class_names": run.class_names,
+            "num_segments": num_segments,
+            "input_size": size,
+            "files": {},
+            "verification": {},
+            "int8": {},
+            "accuracy": {},
+            "latency": {},
+        }
+    )
     stream_model, report["streaming"] = _streaming_model(model, streaming, log)
     kinds = [CLIP] + ([STREAM_STATE, STREAM] if stream_model is not None else [])
     check = verification_clips(num_segments, size)
-    output = _Output(folder, report, log)
 
     for precision in [p for p in precisions if p != INT8]:
         log(f"converting {precision} models")
@@ -245,15 +306,15 @@ def convert_run(
             for kind in kinds:
                 output.write(kind, INT8, int8.contents[kind])
 
+    if not report["int8"].get("written", True):
+        kept = f"{output.folder} is unchanged" if output.folder.exists() else "nothing was written"
+        raise Int8AccuracyError(
+            "int8 models refused: " + "; ".join(int8.problems) + f" (max allowed drop {max_int8_drop} "
+            f"points; pass `force=True` to write them anyway). {kept}"
+        )
     report["latency"] = _latency(output.written, threads, latency_repeats, num_segments)
     report["seconds"] = round(time.time() - started, 1)
     write_json(folder / REPORT_FILE, report, default=_json_default)
-    log(f"wrote {folder / REPORT_FILE}")
-    if not report["int8"].get("written", True):
-        raise Int8AccuracyError(
-            "int8 models not written: " + "; ".join(int8.problems) + " (max allowed drop "
-            f"{max_int8_drop} points; pass `force=True` to write them anyway)"
-        )
     return report
 
 
