@@ -5,6 +5,7 @@ class named "wave hello", and sits in "my videos"; the runs go to "my runs": eve
 command must survive the spaces."""
 
 import json
+import re
 import shlex
 
 import numpy as np
@@ -145,13 +146,31 @@ def test_tune_from_copies_every_weight_but_the_classifier(own_videos, tmp_path):
     fresh_head = model.get_layer("logits").kernel.numpy()
     copied = _load_all_but_the_classifier(model, tmp_path / "source")
     assert copied == len(model.weights) - 2
-    head = {id(w) for w in model.get_layer("logits").weights}
-    for target, value in zip(
-        [w for w in model.weights if id(w) not in head], [w for w in source.weights if w.path.split("/")[0] != "logits"]
-    ):
-        np.testing.assert_array_equal(target.numpy(), value.numpy())
+    sources = {w.path: w for w in source.weights}
+    for target in model.weights:
+        if target.path.split("/")[0] != "logits":
+            np.testing.assert_array_equal(target.numpy(), sources[target.path].numpy())
     np.testing.assert_array_equal(model.get_layer("logits").kernel.numpy(), fresh_head)
     assert model.get_layer("logits").kernel.shape == (source.get_layer("logits").kernel.shape[0], 3)
+
+
+def test_tune_from_names_the_first_weight_that_does_not_fit(tmp_path):
+    """Weights are paired by their path in the model, never by position."""
+    from tests.tiny import write_run as write_tiny_run
+
+    def tiny(temporal, width=0.35):
+        return build_video_classifier(3, num_segments=4, input_size=32, width=width, temporal=temporal)
+
+    write_tiny_run(tmp_path / "source", tiny("tsm-online"))
+    tam = tiny("tam-online")
+    first = next(w.path for w in tam.weights if "_tam/" in w.path)
+    with pytest.raises(ValueError, match=f"its model has no weight {re.escape(first)}$"):
+        _load_all_but_the_classifier(tam, tmp_path / "source")
+    with pytest.raises(ValueError, match=r"Conv1/kernel has shape \(3, 3, 3, 16\) there, \(3, 3, 3, 32\) in this"):
+        _load_all_but_the_classifier(tiny("tsm-online", width=1.0), tmp_path / "source")
+    write_tiny_run(tmp_path / "tam", tam)
+    with pytest.raises(ValueError, match=f"weights this one lacks, first {re.escape(first)}$"):
+        _load_all_but_the_classifier(tiny("tsm-online"), tmp_path / "tam")
 
 
 @pytest.mark.parametrize(
@@ -181,7 +200,7 @@ def test_tune_from_may_change_the_weightless_shift_but_not_add_weights(own_video
     model = build_video_classifier(**model_kwargs(causal, 3))
     assert _load_all_but_the_classifier(model, tmp_path / "source") == len(source.weights) - 2
     tam = resolve(parse_args(["--data", str(own_videos), "--tune-from", str(tmp_path / "source"), "--temporal", "tam"]))
-    with pytest.raises(ValueError, match=r"its model has \d+ weight tensors besides the classifier, this one \d+"):
+    with pytest.raises(ValueError, match=r"its model has no weight block_\d+_tam/kernel$"):
         _load_all_but_the_classifier(build_video_classifier(**model_kwargs(tam, 3)), tmp_path / "source")
 
 

@@ -422,28 +422,31 @@ def train(options, log=print):
 
 
 def _load_all_but_the_classifier(model, run_dir):
-    """Copies every weight of the run's model.keras into `model` but the classifier's
-    ("logits"), which keeps its fresh initialisation: the reference's --tune_from. The
-    architectures match (`_tuned_architecture`); clip length and frame size may differ."""
+    """Copies every weight of the run's model.keras into `model`, paired by its path in the
+    model ('block_1_expand/kernel'), but the classifier's ("logits"), which keeps its fresh
+    initialisation: the reference's --tune_from. The architectures match (`_tuned_architecture`);
+    clip length and frame size may differ. Raises naming the first weight (in this model's
+    order) that the run lacks or holds in another shape, or the first one it has in excess."""
     source = load_run(run_dir).model
 
     def body(m):
         head = {id(w) for w in m.get_layer("logits").weights}
-        return [w for w in m.weights if id(w) not in head]
+        return {w.path: w for w in m.weights if id(w) not in head}
 
     targets, sources = body(model), body(source)
-    if len(targets) != len(sources):
-        raise ValueError(
-            f"`tune_from={run_dir}`: its model has {len(sources)} weight tensors besides the classifier, "
-            f"this one {len(targets)}"
-        )
-    for target, value in zip(targets, sources):
-        if tuple(target.shape) != tuple(value.shape):
+    for path, target in targets.items():
+        if path not in sources:
+            raise ValueError(f"`tune_from={run_dir}`: its model has no weight {path}")
+        if tuple(target.shape) != tuple(sources[path].shape):
             raise ValueError(
-                f"`tune_from={run_dir}`: {value.path} has shape {tuple(value.shape)}, "
-                f"this model's {target.path} {tuple(target.shape)}"
+                f"`tune_from={run_dir}`: {path} has shape {tuple(sources[path].shape)} there, "
+                f"{tuple(target.shape)} in this model"
             )
-        target.assign(value)
+    extra = [path for path in sources if path not in targets]
+    if extra:
+        raise ValueError(f"`tune_from={run_dir}`: its model has weights this one lacks, first {extra[0]}")
+    for path, target in targets.items():
+        target.assign(sources[path])
     return len(targets)
 
 
