@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests.training.commands import run_command, run_next_commands
 from tests.training.conftest import TINY
@@ -126,6 +127,19 @@ def test_the_step_runs_in_graph_mode_with_onednn_unless_asked():
         assert message.endswith("; oneDNN CPU kernels"), message  # the test process loads TensorFlow via tsm_keras
     assert chosen == {"": False, "--backbone resnet50": False, "--backbone resnet50 --no-xla": False, "--xla": True}
     assert _choose_step(resolve(parse_args([]))).startswith("graph mode, fused BatchNormalization (`xla=True`")
+
+
+def test_on_a_gpu_keras_decides_unless_asked(monkeypatch):
+    # No GPU here: TensorFlow is told it has one, which is all `_choose_step` reads.
+    real = tf.config.list_physical_devices
+    monkeypatch.setattr(
+        tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"] if kind == "GPU" else real(kind)
+    )
+    o = resolve(parse_args([]))
+    assert _choose_step(o).startswith("as Keras decides on a GPU (jit_compile='auto'") and o.xla == "auto"
+    for flag, xla in (("--xla", True), ("--no-xla", False)):
+        o = resolve(parse_args([flag]))
+        assert _choose_step(o).endswith("(as asked); GPU speed not measured yet") and o.xla is xla
 
 
 def test_the_demo_trains_with_the_fused_batch_norm(tiny_run):

@@ -69,7 +69,7 @@ class FitOptions:
     weights: Optional[str] = None
     tune_from: Optional[str] = None  # a run directory (trained or ported): all weights but the classifier
     mixed_precision: bool = False
-    xla: Optional[bool] = None  # None: graph mode, measured faster than XLA on CPUs (`_choose_step`)
+    xla: Optional[bool] = None  # None: graph mode on CPUs (measured faster), Keras' choice on GPUs (`_choose_step`)
     tpu: Optional[str] = None
     seed: int = 0
     out: Optional[str] = None
@@ -242,12 +242,16 @@ def _describe(o):
 def _choose_step(o):
     """Sets `o.xla` when not given and returns the start line that says how the step runs.
 
-    The default is graph mode with the fused BatchNormalization: on this project's CPU, with
-    oneDNN's kernels (which `import tsm_keras` turns on, tsm_keras/_startup.py), it trained
-    TSM-MobileNetV2 and TSM-ResNet-50 faster than XLA did (docs/benchmarks.md). No GPU has
-    been measured.
+    On a CPU the default is graph mode with the fused BatchNormalization: with oneDNN's
+    kernels (which `import tsm_keras` turns on, tsm_keras/_startup.py) it trained
+    TSM-MobileNetV2 and TSM-ResNet-50 faster than XLA did (docs/benchmarks.md). On a GPU, where
+    nothing has been measured here, Keras decides (`jit_compile="auto"`: XLA when every layer
+    supports it, with Keras' own BatchNormalization; `train` says what it chose).
     """
     asked = o.xla is not None
+    if not asked and tf.config.list_physical_devices("GPU"):
+        o.xla = "auto"
+        return "as Keras decides on a GPU (jit_compile='auto'; `xla=False` for graph mode); GPU speed not measured yet"
     o.xla = bool(o.xla)
     step = "XLA" if o.xla else "graph mode, fused BatchNormalization"
     step += " (as asked)" if asked else " (`xla=True` compiles it with XLA instead)"
@@ -336,6 +340,8 @@ def train(options, log=print):
             ],
             jit_compile=o.xla,
         )
+        if o.xla == "auto":
+            step_mode = f"{'XLA' if model.jit_compile else 'graph mode'}, " + step_mode
         initial_epoch = callbacks.restore_latest(model, run_dir / "checkpoints")
 
     if chief:
