@@ -52,8 +52,13 @@ def test_int8_of_a_trained_causal_model_is_within_a_point_of_float():
 @pytest.mark.slow
 @pytest.mark.parametrize("temporal", ["tsm-online", "tam-online"])
 def test_int8_accuracy_of_a_trained_model(temporal):
+    """The gate on order-sensitive classes, for the shift and for TAM. int8 flips only the
+    float model's near-ties (clips whose two best logits are within about 0.5, against a
+    median margin of 6-10), in both directions: on 200 validation clips (0.5 points each) a
+    net 3 of 4-6 such flips broke the 1-point gate on one machine and not on another. On 1,000
+    clips a point is 10 net flips (docs/tflite.md, "int8: where the loss comes from")."""
     train, train_labels = moving_squares(800, seed=0)
-    val, val_labels = moving_squares(200, seed=1)
+    val, val_labels = moving_squares(1000, seed=1)
     keras.utils.set_random_seed(0)
     model = build_video_classifier(
         4, num_segments=T, input_size=S, width=0.35, temporal=temporal, dropout=0.0, bn_momentum=0.9
@@ -63,12 +68,20 @@ def test_int8_accuracy_of_a_trained_model(temporal):
     stream = build_streaming_model(model, batch_size=1)
     calibration = list(train[:100])
 
-    def top1(runner):
-        return 100.0 * np.mean(np.argmax(predict_clips(runner, val), axis=1) == val_labels)
-
-    float_top1 = top1(ClipRunner(convert(model, CLIP, FLOAT32)))
+    float_logits = predict_clips(ClipRunner(convert(model, CLIP, FLOAT32)), val)
+    float_pred = np.argmax(float_logits, axis=1)
+    float_top1 = 100.0 * np.mean(float_pred == val_labels)
     assert float_top1 >= 90.0  # trained: order-sensitive classes are told apart
+    ranked = np.sort(float_logits, axis=1)
+    margin = ranked[:, -1] - ranked[:, -2]
     clip_int8 = ClipRunner(convert(model, CLIP, INT8, representative(CLIP, calibration)))
     state_int8 = convert(stream, STREAM_STATE, INT8, representative(STREAM_STATE, calibration, stream=stream))
     for runner in (clip_int8, StreamRunner(state_int8), StreamRunner(with_resource_variables(state_int8))):
-        assert top1(runner) >= float_top1 - 1.0, runner.kind
+        pred = np.argmax(predict_clips(runner, val), axis=1)
+        top1, changed = 100.0 * np.mean(pred == val_labels), pred != float_pred
+        near = np.median(margin[changed]) if changed.any() else float("nan")
+        print(
+            f"{temporal} {runner.kind}: float {float_top1:.1f}, int8 {top1:.1f}, {changed.sum()} predictions "
+            f"changed (float margin median {np.median(margin):.2f}, of the changed {near:.2f})"
+        )
+        assert top1 >= float_top1 - 1.0 and np.mean(changed) <= 0.03, (runner.kind, float_top1, top1)

@@ -2,7 +2,7 @@
 shows it). Slow: it needs a converted causal run, by default the README's demo run:
 
     TSM_WEB_RUN=runs/NAME TSM_WEB_SCREENSHOT=docs/images/web_demo.png \
-        python -m pytest -m slow tests/web/test_screenshot.py
+        python -m pytest tests/web/test_screenshot.py
 """
 
 import json
