@@ -168,6 +168,12 @@ def parse_args(argv=None):
     )
     g.add_argument("--tpu", help="train on a TPU: 'local' or its name/address (TPUStrategy)")
     g.add_argument("--seed", type=int, help=f"(default: {DEFAULTS['seed']})")
+    g.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="TensorFlow's op determinism: two runs of one seed on one machine give the same history.csv "
+        "(docs/training.md has its cost)",
+    )
     g.add_argument("--out", help="run directory (default: runs/<data>-<backbone>-<temporal>)")
     args = p.parse_args(argv)
     # Options not given keep FitOptions' defaults (the profile fills the rest in `resolve`).

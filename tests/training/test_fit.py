@@ -225,3 +225,16 @@ def test_the_default_demo_chain_ends_in_int8_streaming_models(tiny_data, tmp_pat
     annotated = tmp_path / "annotated.mp4"
     run_command(f"python tflite/stream.py {tflite / 'stream_int8.tflite'} --stride 2 --video {video} --out {annotated}")
     assert annotated.stat().st_size > 0
+
+
+def test_deterministic_runs_of_one_seed_give_the_same_history(tiny_data, tmp_path):
+    # Each run in its own process: op determinism is process-wide and cannot be turned off.
+    printed, histories = [], []
+    for name in ("first", "again"):
+        out = tmp_path / name
+        args = " ".join(fit_args(tiny_data, out, "--epochs", "2", "--seed", "3", "--deterministic"))
+        printed.append(run_command(f"python training/fit.py {args}").stdout)
+        histories.append((out / "history.csv").read_text())
+    assert "; deterministic (TensorFlow's op determinism)" in printed[0]
+    assert histories[0] == histories[1] and histories[0].count("\n") == 3
+    assert json.loads((tmp_path / "first" / "config.json").read_text())["training"]["deterministic"] is True

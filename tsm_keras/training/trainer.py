@@ -72,6 +72,7 @@ class FitOptions:
     xla: Optional[bool] = None  # None: graph mode on CPUs (measured faster), Keras' choice on GPUs (`_choose_step`)
     tpu: Optional[str] = None
     seed: int = 0
+    deterministic: bool = False  # TensorFlow's op determinism: the same seed gives the same history
     out: Optional[str] = None
     workers: Optional[int] = None  # data-loading parallelism (None: AUTOTUNE)
 
@@ -276,7 +277,11 @@ def train(options, log=print):
     from tsm_keras import data
 
     o = resolve(options)
-    keras.utils.set_random_seed(o.seed)
+    keras.utils.set_random_seed(o.seed)  # Python's, NumPy's and TensorFlow's generators
+    if o.deterministic:
+        # Every op picks a deterministic kernel (tf.data's order is fixed by then too); for
+        # the rest of the process, as TensorFlow offers no way back.
+        tf.config.experimental.enable_op_determinism()
     # Physical, not logical, devices from here on: listing logical ones starts TensorFlow's
     # runtime, and MultiWorkerMirroredStrategy must configure it first.
     step_mode = _choose_step(o)
@@ -350,7 +355,7 @@ def train(options, log=print):
         write_labels(run_dir / LABELS, class_names)
     modules = len(temporal_modules(model, (TemporalShift, TemporalAggregation)))
     log(f"{_describe(o)}: {modules} temporal modules, {model.count_params():,} parameters")
-    log(f"training step: {step_mode}")
+    log(f"training step: {step_mode}" + ("; deterministic (TensorFlow's op determinism)" if o.deterministic else ""))
     overhead = parameter_overhead(model)
     if overhead.total:  # learned modules (TAM): r * C weights each, against the 2D model
         per_module = ", ".join(f"{count:,}" for count in overhead.per_module.values() if count)
@@ -482,8 +487,9 @@ def _check_resume_compatible(run_dir, config):
         old = json.load(f)
     keys = ("model", "class_names", "training")
     new = json.loads(json.dumps(config))
-    for settings in (old, new):  # how the step is compiled does not change the run's numbers
-        settings.get("training", {}).pop("xla", None)
+    for settings in (old, new):  # how the step is compiled does not change the run's settings
+        for key in ("xla", "deterministic"):
+            settings.get("training", {}).pop(key, None)
     changed = [k for k in keys if not _same_settings(old.get(k), new[k])]
     if changed:
         details = []
