@@ -56,7 +56,7 @@ def _named(pattern):
 GROUPS = {
     "head (pool, classifier, consensus)": _after("CONV_2D", include=False),
     "classifier and consensus": _after("FULLY_CONNECTED"),
-    "shift ops (slices, concatenations)": _named(r"_shift"),
+    "temporal modules (shift slices and concatenations, TAM)": _named(r"_(shift|tam)"),
     "stem and blocks 1-4": _named(r"(^|/)(Conv1|bn_Conv1|expanded_conv|block_[1-4]_)"),
     "blocks 13-16 and last conv": _named(r"(^|/)(block_1[3-6]_|Conv_1|out_relu)"),
 }

@@ -129,10 +129,17 @@ class Int8Result:
 class _Output:
     """A conversion's files, staged beside RUN/tflite/ until every check has passed."""
 
-    def __init__(self, folder, report, log):
-        self.folder, self.report, self.log = folder, report, log
+    def __init__(self, folder, log):
+        self.folder, self.log = folder, log
         self.staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-staging-"))
+        self.report = {}
         self.written = {}  # (kind, precision) -> bytes
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *error):
+        shutil.rmtree(self.staging, ignore_errors=True)  # what `commit` did not move: nothing, or all
 
     def write(self, kind, precision, content):
         name = file_name(kind, precision)
@@ -153,9 +160,6 @@ class _Output:
         for name in sorted(staged - {REPORT_FILE}) + [REPORT_FILE]:
             os.replace(self.staging / name, self.folder / name)
             self.log(f"wrote {self.folder / name}")
-
-    def discard(self):
-        shutil.rmtree(self.staging, ignore_errors=True)
 
 
 def convert_run(
@@ -205,114 +209,74 @@ def convert_run(
     if INT8 in precisions and calibration_clips is None:
         raise ValueError("int8 needs calibration clips (the run's training data)")
     run = load_run(run_dir, float32=True)
-    output = None
-    try:
-        output = _Output(Path(run.path) / OUTPUT_DIR, {}, log)
-        report = _convert(
-            run,
-            output,
-            precisions,
-            calibration_clips,
-            validation,
-            force,
-            streaming,
-            threads,
-            calibration_limit,
-            validation_limit,
-            latency_repeats,
-            max_int8_drop,
-            log,
-            started,
+    with _Output(Path(run.path) / OUTPUT_DIR, log) as output:
+        model = run.model
+        folder = output.staging
+        num_segments, size = int(model.input_shape[1]), int(model.input_shape[2])
+        report = output.report
+        report.update(
+            {
+                "run_dir": str(run.path),
+                "model": run.model_config,
+                "class_names": run.class_names,
+                "num_segments": num_segments,
+                "input_size": size,
+                "files": {},
+                "verification": {},
+                "int8": {},
+                "accuracy": {},
+                "latency": {},
+            }
         )
-        output.commit(precisions)
-    finally:
-        if output is not None:
-            output.discard()
-    return report
+        stream_model, report["streaming"] = _streaming_model(model, streaming, log)
+        kinds = [CLIP] + ([STREAM_STATE, STREAM] if stream_model is not None else [])
+        check = verification_clips(num_segments, size)
 
-
-def _convert(
-    run,
-    output,
-    precisions,
-    calibration_clips,
-    validation,
-    force,
-    streaming,
-    threads,
-    calibration_limit,
-    validation_limit,
-    latency_repeats,
-    max_int8_drop,
-    log,
-    started,
-):
-    """Every stage of `convert_run`, its files staged in `output`; raises where it refuses."""
-    model = run.model
-    folder = output.staging
-    num_segments, size = int(model.input_shape[1]), int(model.input_shape[2])
-    report = output.report
-    report.update(
-        {
-            "run_dir": str(run.path),
-            "model": run.model_config,
-            "class_names": run.class_names,
-            "num_segments": num_segments,
-            "input_size": size,
-            "files": {},
-            "verification": {},
-            "int8": {},
-            "accuracy": {},
-            "latency": {},
-        }
-    )
-    stream_model, report["streaming"] = _streaming_model(model, streaming, log)
-    kinds = [CLIP] + ([STREAM_STATE, STREAM] if stream_model is not None else [])
-    check = verification_clips(num_segments, size)
-
-    for precision in [p for p in precisions if p != INT8]:
-        log(f"converting {precision} models")
-        contents, verification = _float_models(model, stream_model, precision, check)
-        report["verification"].update(verification)
-        for kind in kinds:
-            output.write(kind, precision, contents[kind])
-    write_labels(folder / LABELS, run.class_names)
-
-    val_clips = val_labels = float_logits = None
-    if validation is not None:
-        val_clips, val_labels = _materialize(validation, validation_limit)
-        float_logits = predict_clips(ClipRunner(output.written[(CLIP, FLOAT32)]), val_clips)
-        report["accuracy"].update(
-            note="top-1 in %, 1 clip x 1 centre crop per video; a streaming model: T frames from reset, mean logits",
-            clip_float32=top1(float_logits, val_labels),
-            validation_clips=len(val_clips),
-        )
-        log(f"float32 top-1 {report['accuracy']['clip_float32']:.2f} on {len(val_clips)} validation clips")
-
-    int8 = None
-    if INT8 in precisions:
-        log("calibrating and converting int8 models")
-        int8 = _int8_models(model, stream_model, calibration_clips, calibration_limit, check)
-        report["verification"].update(int8.verification)
-        report["int8"].update(input=INT8_INPUT_NOTE, calibration_clips_limit=calibration_limit)
-        _int8_gate(int8, val_clips, val_labels, float_logits, max_int8_drop, log)
-        report["accuracy"].update(int8.accuracy)
-        report["int8"]["written"] = not int8.problems or force
-        if int8.problems:
-            report["int8"]["forced_despite" if force else "refused"] = int8.problems
-        if report["int8"]["written"]:
+        for precision in [p for p in precisions if p != INT8]:
+            log(f"converting {precision} models")
+            contents, verification = _float_models(model, stream_model, precision, check)
+            report["verification"].update(verification)
             for kind in kinds:
-                output.write(kind, INT8, int8.contents[kind])
+                output.write(kind, precision, contents[kind])
+        write_labels(folder / LABELS, run.class_names)
 
-    if not report["int8"].get("written", True):
-        kept = f"{output.folder} is unchanged" if output.folder.exists() else "nothing was written"
-        raise Int8AccuracyError(
-            "int8 models refused: " + "; ".join(int8.problems) + f" (max allowed drop {max_int8_drop} "
-            f"points; pass `force=True` to write them anyway). {kept}"
-        )
-    report["latency"] = _latency(output.written, threads, latency_repeats, num_segments)
-    report["seconds"] = round(time.time() - started, 1)
-    write_json(folder / REPORT_FILE, report, default=_json_default)
+        val_clips = val_labels = float_logits = None
+        if validation is not None:
+            val_clips, val_labels = _materialize(validation, validation_limit)
+            float_logits = predict_clips(ClipRunner(output.written[(CLIP, FLOAT32)]), val_clips)
+            report["accuracy"].update(
+                note="top-1 in %, 1 clip x 1 centre crop per video; a streaming model: T frames from reset, "
+                "mean logits",
+                clip_float32=top1(float_logits, val_labels),
+                validation_clips=len(val_clips),
+            )
+            log(f"float32 top-1 {report['accuracy']['clip_float32']:.2f} on {len(val_clips)} validation clips")
+
+        int8 = None
+        if INT8 in precisions:
+            log("calibrating and converting int8 models")
+            int8 = _int8_models(model, stream_model, calibration_clips, calibration_limit, check)
+            report["verification"].update(int8.verification)
+            report["int8"].update(input=INT8_INPUT_NOTE, calibration_clips_limit=calibration_limit)
+            _int8_gate(int8, val_clips, val_labels, float_logits, max_int8_drop, log)
+            report["accuracy"].update(int8.accuracy)
+            report["int8"]["written"] = not int8.problems or force
+            if int8.problems:
+                report["int8"]["forced_despite" if force else "refused"] = int8.problems
+            if report["int8"]["written"]:
+                for kind in kinds:
+                    output.write(kind, INT8, int8.contents[kind])
+
+        if not report["int8"].get("written", True):
+            kept = f"{output.folder} is unchanged" if output.folder.exists() else "nothing was written"
+            raise Int8AccuracyError(
+                "int8 models refused: " + "; ".join(int8.problems) + f" (max allowed drop {max_int8_drop} "
+                f"points; pass `force=True` to write them anyway). {kept}"
+            )
+        report["latency"] = _latency(output.written, threads, latency_repeats, num_segments)
+        report["seconds"] = round(time.time() - started, 1)
+        write_json(folder / REPORT_FILE, report, default=_json_default)
+        output.commit(precisions)
     return report
 
 
