@@ -1,4 +1,4 @@
-"""A small, independent PyTorch bLVNet-TAM, written from ../shared/REFERENCE.md section 11.
+"""A small, independent PyTorch bLVNet-TAM, written from the paper and docs/blvnet.md ("The network as built").
 
 It knows nothing of tsm_keras. NCHW frames with each clip's 2T frames folded into the batch;
 the module names give the state-dict names of the published checkpoints (baseline_model.*,
