@@ -182,15 +182,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from tsm_keras.data import calibration_clips, validation_pairs
+    from tsm_keras.data.view import View
     from tsm_keras.run_dir import load_run
     from tsm_keras.streaming import build_streaming_model
 
     run = load_run(args.run_dir, float32=True)
     config = run.config
-    segments, size = run.model_config["num_segments"], run.model_config["input_size"]
-    calib = calibration_clips(config["data"]["train"], segments, size, run.class_names, args.calibration_clips)
+    segments, view = run.model_config["num_segments"], View.of_run(config)
+    calib = calibration_clips(config["data"]["train"], segments, view, run.class_names, args.calibration_clips)
     val, labels = [], []
-    for clip, label in validation_pairs(config["data"]["val"], segments, size, run.class_names):
+    for clip, label in validation_pairs(config["data"]["val"], segments, view, run.class_names):
         if len(val) >= args.validation_clips:
             break
         val.append(clip)

@@ -120,10 +120,11 @@ def calibration_clips(run, count, segments, size):
     if data.get("train"):
         try:
             from tsm_keras.data import make_eval_dataset, open_source
+            from tsm_keras.data.view import View
 
             source = open_source(data["train"], split="train")
-            clips = []
-            for batch, _ in make_eval_dataset(source, num_segments=segments, input_size=size, batch_size=8):
+            clips, view = [], View.of_run(run.config)
+            for batch, _ in make_eval_dataset(source, segments, size, batch_size=8, view=view):
                 clips.extend(np.asarray(batch)[:, 0])
                 if len(clips) >= count:
                     return clips[:count], "training clips of the run"

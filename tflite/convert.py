@@ -58,6 +58,7 @@ def main(argv=None):
     args = parse_args(argv)
     from tsm_keras.cli import as_flags
     from tsm_keras.data import DataError, calibration_clips, validation_pairs
+    from tsm_keras.data.view import View
     from tsm_keras.export.pipeline import Int8AccuracyError, convert_run
     from tsm_keras.export.verify import VerificationError
     from tsm_keras.run_dir import RunError, newest_run, read_config
@@ -75,7 +76,7 @@ def main(argv=None):
     precisions = [FLOAT32] + ([INT8] if args.int8 else []) + ([FLOAT16] if args.float16 else [])
     data = config.get("data") or {}
     train, val = (args.data, args.data) if args.data else (data.get("train"), data.get("val"))
-    size, segments = model.get("input_size"), model.get("num_segments")
+    view, segments = View.of_run(config), model.get("num_segments")
     names = config.get("class_names")
     try:
         calibration = validation = None
@@ -87,9 +88,9 @@ def main(argv=None):
                     file=sys.stderr,
                 )
                 return 2
-            calibration = calibration_clips(train, segments, size, names, args.calibration_clips)
+            calibration = calibration_clips(train, segments, view, names, args.calibration_clips)
         if val:
-            validation = validation_pairs(val, segments, size, names)
+            validation = validation_pairs(val, segments, view, names)
         report = convert_run(
             run_dir,
             precisions,

@@ -60,7 +60,8 @@ def describe_model(path):
 
 class ModelList:
     """models.json of a run: every .tflite described, each again only when it changed (a
-    re-converted model is picked up on reload)."""
+    re-converted model is picked up on reload), and the run's view from report.json
+    ("preprocessing": how each frame is cropped; null for a folder without a report)."""
 
     def __init__(self, run_name, tflite_dir):
         self.run_name, self.tflite_dir = run_name, Path(tflite_dir)
@@ -76,7 +77,9 @@ class ModelList:
                 if self.seen.get(name, (None,))[0] != key:
                     self.seen[name] = (key, describe_model(self.tflite_dir / name))
                 models.append(self.seen[name][1])
-            return {"run": self.run_name, "models": models}
+            report = self.tflite_dir / "report.json"
+            view = json.loads(report.read_text()).get("preprocessing") if report.is_file() else None
+            return {"run": self.run_name, "models": models, "preprocessing": view}
 
 
 def check(run_dir, web_dir=WEB):

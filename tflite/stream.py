@@ -4,7 +4,8 @@
     python tflite/stream.py MODEL.tflite --camera 0 [--show]
 
 MODEL is a stream_*.tflite or stream_state_*.tflite written by tflite/convert.py; the class
-names come from labels.txt beside it (or --labels). The buffers are reset at the start of
+names come from labels.txt beside it (or --labels), and the crop of each frame from the run's
+view in report.json beside it (the centre square the model was evaluated on). The buffers are reset at the start of
 each video, every --reset-every frames, on the key 'r' in the --show window, and on
 SIGUSR1 (kill -USR1 PID) for a headless camera. The top class of the logits averaged over
 the last --window model steps is printed and drawn on the frame. --stride N runs the model
@@ -47,7 +48,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     import cv2
-    from stream_app import StreamingClassifier, frames_of, open_capture, run_video  # tflite/stream_app.py
+    from stream_app import StreamingClassifier, frames_of, model_view, open_capture, run_video  # tflite/stream_app.py
 
     from tsm_keras.data.labels import read_labels
     from tsm_keras.export.runtime import ModelKindError, StreamRunner
@@ -57,7 +58,9 @@ def main(argv=None):
         labels = Path(args.labels) if args.labels else Path(args.model).resolve().parent / "labels.txt"
         if not labels.is_file():
             raise ValueError(f"{labels}: no class names (pass --labels)")
-        classifier = StreamingClassifier(runner, read_labels(labels), args.window)
+        view, source = model_view(args.model, runner.input_size)
+        classifier = StreamingClassifier(runner, read_labels(labels), args.window, view)
+        print(f"# view: short side to {view.resize_short_side} px, centre {view.center_crop} px ({source})")
         sources = args.video if args.video else [args.camera]
         captures = [open_capture(source) for source in sources]
     except (ModelKindError, FileNotFoundError, ValueError) as error:

@@ -1,7 +1,8 @@
 """The streaming app: OpenCV frames -> a streaming .tflite frame by frame -> smoothed top class.
 
-Each camera or video frame is cropped to a centred square, resized to the model's input
-size and converted BGR -> RGB; the streaming model gives this frame's logits; the logits of
+Each camera or video frame is cropped to the centre square that the run's view keeps
+(report.json's "preprocessing", written by convert.py: what the model was evaluated on),
+resized to the model's input size and converted BGR -> RGB; the streaming model gives this frame's logits; the logits of
 the last `window` frames are averaged (the official TSM demo sums its last 12 logit
 vectors, the same ranking); the top class and its softmax score are drawn on the frame.
 The buffers are reset at the start of every video and on request.
@@ -9,6 +10,8 @@ The buffers are reset at the start of every video and on request.
 
 import collections
 import dataclasses
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -37,16 +40,29 @@ def softmax(logits):
     return e / e.sum()
 
 
-def prepare_frame(bgr, size):
-    """A BGR camera frame `(H, W, 3)` uint8 -> the model's RGB input `(size, size, 3)` uint8."""
+def prepare_frame(bgr, view):
+    """A BGR camera frame `(H, W, 3)` uint8 -> the model's RGB input: the centre square that
+    `view` (`tsm_keras.data.view.View`) keeps, resized to `view.center_crop` with INTER_AREA."""
     import cv2
 
-    height, width = bgr.shape[:2]
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
+    top, left, side = view.square(*bgr.shape[:2])
     square = bgr[top : top + side, left : left + side]
+    size = view.center_crop
     resized = cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
+
+
+def model_view(model_path, input_size):
+    """(the view a .tflite was evaluated on, where it was read): report.json beside the model,
+    as convert.py writes it; a model without one is shown the whole centre square."""
+    from tsm_keras.data.view import View
+
+    report = Path(model_path).resolve().parent / "report.json"
+    if report.is_file():
+        config = json.loads(report.read_text())
+        if "preprocessing" in config:
+            return View.of_run({"model": {"input_size": input_size}, **config}), str(report)
+    return View(input_size, input_size), f"no preprocessing in {report}: the whole centre square"
 
 
 def annotate(bgr, text, score):
@@ -80,8 +96,14 @@ class Prediction:
 class StreamingClassifier:
     """A streaming runner, its smoother and the class names: `update(bgr) -> Prediction`."""
 
-    def __init__(self, runner, class_names, window=DEFAULT_WINDOW):
+    def __init__(self, runner, class_names, window=DEFAULT_WINDOW, view=None):
+        """`view`: what each frame is cropped to (default: the whole centre square)."""
+        from tsm_keras.data.view import View
+
         self.runner, self.smoother = runner, Smoother(window)
+        self.view = View(runner.input_size, runner.input_size) if view is None else view
+        if self.view.center_crop != runner.input_size:
+            raise ValueError(f"a view of {self.view.center_crop} px for a model of {runner.input_size} px")
         self.class_names = list(class_names)
         classes = int(runner.output["shape"][-1])
         if len(self.class_names) != classes:
@@ -95,7 +117,7 @@ class StreamingClassifier:
         self.frames = 0
 
     def update(self, bgr):
-        logits = self.smoother.add(self.runner.step(prepare_frame(bgr, self.runner.input_size)))
+        logits = self.smoother.add(self.runner.step(prepare_frame(bgr, self.view)))
         top = int(np.argmax(logits))
         prediction = Prediction(self.frames, self.class_names[top], float(softmax(logits)[top]), logits)
         self.frames += 1

@@ -17,6 +17,7 @@ const context = canvas.getContext("2d", { willReadFrequently: true });
 
 const app = {
   models: [], // models.json: each .tflite's name, kind, precision and signatures
+  view: null, // models.json's "preprocessing": the run's view (resize_short_side, center_crop)
   classifier: null,
   model: null,
   stream: null,
@@ -151,7 +152,8 @@ async function onFrame(presented, generation) {
     }
     context.drawImage(video, 0, 0, width, height);
     const image = context.getImageData(0, 0, width, height);
-    const rgb = prepareFrame(image.data, width, height, classifier.runner.inputSize);
+    const size = classifier.runner.inputSize;
+    const rgb = prepareFrame(image.data, width, height, size, app.view?.resize_short_side ?? size);
     const prediction = await classifier.update(rgb);
     if (generation !== app.generation || classifier !== app.classifier) return;
     app.lastRun = presented;
@@ -249,6 +251,7 @@ async function init() {
   }
   $("run").textContent = listing.run;
   app.models = listing.models;
+  app.view = listing.preprocessing; // null (no report.json): the whole centre square
   const names = app.models.map((model) => model.name);
   const select = $("model");
   select.replaceChildren(...names.map((name) => new Option(name, name)));
@@ -297,7 +300,8 @@ window.tsm = {
   async stepRaw(values) {
     return summary(await app.classifier.update(Uint8Array.from(values)));
   },
-  prepareFrame: (values, width, height, size) => Array.from(prepareFrame(Uint8Array.from(values), width, height, size)),
+  prepareFrame: (values, width, height, size, resize) =>
+    Array.from(prepareFrame(Uint8Array.from(values), width, height, size, resize)),
   info() {
     const runner = app.classifier?.runner;
     if (!runner) return null;

@@ -31,13 +31,16 @@ function areaTable(src, dst) {
 
 /**
  * An RGBA image (`data` of `width * height * 4` bytes, as canvas getImageData gives) -> the
- * model input: its centre square resized to `size` x `size`, RGB, Uint8Array(size * size * 3).
- * Matches stream_app.prepare_frame (cv2.resize INTER_AREA) bit for bit when shrinking: the
- * weights and sums in float32 as OpenCV does, halves rounded to even, and the exact 2x shrink
- * with OpenCV's integer rule (sum + 2) >> 2. A square smaller than `size` is refused.
+ * model input: the centre square the run's view keeps (short side resized to `resize`, centre
+ * `size` kept: a square of min(width, height) * size / resize pixels, rounded down as
+ * tsm_keras/data/view.py's View.square does), resized to `size` x `size`, RGB,
+ * Uint8Array(size * size * 3). Matches stream_app.prepare_frame (cv2.resize INTER_AREA) bit for
+ * bit when shrinking: the weights and sums in float32 as OpenCV does, halves rounded to even,
+ * and the exact 2x shrink with OpenCV's integer rule (sum + 2) >> 2. A square smaller than
+ * `size` is refused.
  */
-export function prepareFrame(data, width, height, size) {
-  const side = Math.min(width, height);
+export function prepareFrame(data, width, height, size, resize = size) {
+  const side = Math.floor((Math.min(width, height) * size) / resize);
   if (side < size) {
     throw new FrameSizeError(
       `the video is ${width}x${height}: its centre square (${side} px) is smaller than the model's ` +

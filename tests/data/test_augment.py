@@ -3,6 +3,7 @@ import pytest
 import tensorflow as tf
 
 from tsm_keras.data import augment
+from tsm_keras.data.view import View
 
 
 def coordinate_clip(t=4, h=60, w=80):
@@ -53,13 +54,29 @@ def test_same_crop_for_every_frame():
 
 def test_center_crop_resizes_short_side_then_takes_the_middle():
     clip = coordinate_clip(h=60, w=80)
-    out = augment.center_crop(clip, 28).numpy()  # short side -> 32, size 32 x 43, crop 28
+    out = augment.center_crop(clip, View.paper(28)).numpy()  # short side -> 32, size 32 x 43, crop 28
     assert out.shape == (4, 28, 28, 3)
     scale = 60 / 32
     x0 = (43 - 28) // 2
     expected_x = (x0 + np.arange(28) + 0.5) * scale - 0.5  # bilinear, half-pixel centres
     np.testing.assert_allclose(out[0, 14, :, 0], expected_x, atol=1.01)
     assert abs(out[0, :, :, 1].mean() - 29.5) < 1.5
+    # The view of a run trained on whole frames keeps the whole short side: x spans the centre 60 px.
+    whole = augment.center_crop(clip, View(28, 28)).numpy().astype(int)
+    assert whole.shape == (4, 28, 28, 3)
+    assert abs(whole[0, 14, 0, 0] - 10) < 2.5 and abs(whole[0, 14, -1, 0] - 69) < 2.5
+
+
+def test_the_view_square_of_the_apps_is_the_pipeline_crop():
+    # stream.py and the web page crop View.square in the frame's pixels, then resize; the
+    # pipeline resizes, then crops. The same region of the frame, to a pixel.
+    for view, (h, w) in ((View.paper(224), (120, 200)), (View.paper(64), (90, 160)), (View(64, 64), (80, 80))):
+        top, left, side = view.square(h, w)
+        clip = coordinate_clip(h=h, w=w)
+        out = augment.center_crop(clip, view).numpy().astype(float)
+        step = side / view.center_crop  # frame pixels per output pixel
+        assert abs(out[0, 0, 0, 0] - (left + step / 2 - 0.5)) <= max(1.01, step)
+        assert abs(out[0, -1, -1, 1] - (top + side - step / 2 - 0.5)) <= max(1.01, step)
 
 
 def test_three_crops_cover_left_centre_right():

@@ -50,6 +50,9 @@ def test_float_conversion_writes_verified_models_labels_and_report(online_run, o
         *(s["name"] for s in saved["streaming"]["states"]),
     }
     assert report["model"] == saved["model"]
+    # The run (tests/tiny.py's, written without a view) is seen with the paper's view: the
+    # report tells the apps so.
+    assert saved["preprocessing"] == {"resize_short_side": 37, "center_crop": 32}
 
 
 def test_int8_conversion_reports_accuracy_and_agreement(online_run, online_model):

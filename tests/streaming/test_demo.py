@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tsm_keras.data.view import View
 from tsm_keras.export.runtime import ModelKindError, StreamRunner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -57,9 +58,13 @@ def test_smoother_averages_the_last_frames():
 def test_prepare_frame_crops_the_centre_square_and_gives_rgb():
     bgr = np.zeros((40, 80, 3), "uint8")
     bgr[:, 20:60] = (255, 0, 0)  # blue centre square in BGR
-    rgb = prepare_frame(bgr, 16)
+    rgb = prepare_frame(bgr, View(16, 16))
     assert rgb.shape == (16, 16, 3)
     assert (rgb[..., 2] == 255).all() and (rgb[..., :2] == 0).all()
+    # The paper's view keeps the centre 7/8 of the short side: 35 of 40 px, inside the square.
+    bgr[:, 22:58] = (0, 255, 0)
+    assert View.paper(16).square(40, 80) == (2, 22, 35)
+    assert (prepare_frame(bgr, View.paper(16))[..., 1] == 255).all()
 
 
 @pytest.mark.parametrize("kind", ["stream", "stream_state"])

@@ -37,6 +37,9 @@ def tiny_run(tiny_data, tmp_path_factory):
 
 def test_run_directory_has_everything_to_rebuild_and_report(tiny_run):
     summary, run_dir, model = tiny_run
+    # A run on the user's data, trained with the multi-scale crop, keeps the paper's test view.
+    preprocessing = json.loads((run_dir / "config.json").read_text())["preprocessing"]
+    assert (preprocessing["resize_short_side"], preprocessing["center_crop"]) == (37, 32)
     for name in (
         "config.json",
         "labels.txt",
@@ -223,8 +226,17 @@ def test_the_default_demo_chain_ends_in_int8_streaming_models(tiny_data, tmp_pat
     assert "step" in timed.stdout
     video = next((tiny_data / "val" / "00_move_right").glob("*.avi"))
     annotated = tmp_path / "annotated.mp4"
-    run_command(f"python tflite/stream.py {tflite / 'stream_int8.tflite'} --stride 2 --video {video} --out {annotated}")
+    streamed = run_command(
+        f"python tflite/stream.py {tflite / 'stream_int8.tflite'} --stride 2 --video {video} --out {annotated}"
+    )
     assert annotated.stat().st_size > 0
+    # One view from training to phone: the demo trains on whole frames, is evaluated, calibrated
+    # and gated on whole frames, and the app crops whole frames.
+    view = {"resize_short_side": 32, "center_crop": 32}
+    config = json.loads((out / "config.json").read_text())
+    assert {k: config["preprocessing"][k] for k in view} == view
+    assert json.loads((tflite / "report.json").read_text())["preprocessing"] == view
+    assert f"# view: short side to 32 px, centre 32 px ({tflite / 'report.json'})" in streamed.stdout
 
 
 def test_deterministic_runs_of_one_seed_give_the_same_history(tiny_data, tmp_path):

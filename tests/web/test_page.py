@@ -11,6 +11,7 @@ import pytest
 from tests.tiny import S, smooth_clips
 from tests.web.page import CAMERA, LABELS, history, load, load_model, recorded_rgb, run_raw
 from tests.web.video import blocky_frames, number_frames, read_number, write_webm
+from tsm_keras.data.view import View
 from tsm_keras.export.kinds import STREAM_STATE
 from tsm_keras.export.runtime import StreamRunner
 
@@ -75,17 +76,21 @@ def test_int8_page_gives_litert_top_class_on_every_frame(page, int8_models, fram
 
 
 def test_page_resizes_as_opencv(page):
-    """Centre square, INTER_AREA, RGB: equal to stream_app.prepare_frame to the last bit on
+    """The view's centre square, INTER_AREA, RGB: equal to stream_app.prepare_frame to the last bit on
     noise (the worst case for rounding), for shrinks by 2 (OpenCV's integer path), 3, 1
     (a crop only) and fractions, wide and tall."""
     sizes = [(64, 64, 32), (48, 72, 32), (97, 50, 32), (96, 96, 32), (41, 37, 16), (32, 40, 32), (90, 120, 64)]
-    for height, width, size in sizes:
+    # The whole centre square, and the paper's view (the centre 7/8 of the short side).
+    views = [View(size, size) for *_, size in sizes] + [View.paper(size) for *_, size in sizes[:3]]
+    for (height, width, _), view in zip(sizes + sizes[:3], views):
+        size, resize = view.center_crop, view.resize_short_side
         rgb = np.random.default_rng(height * width).integers(0, 256, (height, width, 3), dtype=np.uint8)
         rgba = np.concatenate([rgb, np.full((height, width, 1), 255, np.uint8)], axis=2)
         got = page.evaluate(
-            "([v, w, h, s]) => window.tsm.prepareFrame(v, w, h, s)", [rgba.ravel().tolist(), width, height, size]
+            "([v, w, h, s, r]) => window.tsm.prepareFrame(v, w, h, s, r)",
+            [rgba.ravel().tolist(), width, height, size, resize],
         )
-        expected = prepare_frame(rgb[..., ::-1], size)
+        expected = prepare_frame(rgb[..., ::-1], view)
         np.testing.assert_array_equal(np.array(got, np.uint8).reshape(size, size, 3), expected, f"{width}x{height}")
 
 

@@ -22,7 +22,7 @@ from tsm_keras.export.runtime import StreamRunner
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tflite"))
 
 from serve import make_server  # noqa: E402
-from stream_app import StreamingClassifier, frames_of, open_capture, run_video  # noqa: E402
+from stream_app import StreamingClassifier, frames_of, model_view, open_capture, run_video  # noqa: E402
 
 DEMO_RUN = "runs/temporal_shapes-mobilenet_v2-tsm-online"
 
@@ -60,7 +60,8 @@ def test_trained_run_on_a_validation_video(browser, tmp_path):
 
     # The page's frames (as Chromium decoded the webm) through stream.py's code: its numbers.
     names = (run / "tflite" / "labels.txt").read_text().split()
-    classifier = StreamingClassifier(StreamRunner(str(model)), names)
+    runner = StreamRunner(str(model))
+    classifier = StreamingClassifier(runner, names, view=model_view(model, runner.input_size)[0])
     expected = run_video(classifier, [recorded_rgb(step)[..., ::-1] for step in steps])
     np.testing.assert_allclose([s["logits"] for s in steps], [e.logits for e in expected], rtol=0, atol=1e-4)
     assert [s["label"] for s in steps] == [e.label for e in expected]

@@ -25,7 +25,7 @@ def fake_run(root, names=("stream_state_float32.tflite", "clip_float32.tflite"),
         (tflite / name).write_bytes(b"TFL3" + name.encode())
     if labels:
         (tflite / "labels.txt").write_text("left\nright\n")
-    (tflite / "report.json").write_text("{}")
+    (tflite / "report.json").write_text(json.dumps({"preprocessing": {"resize_short_side": 73, "center_crop": 64}}))
     (root / "run" / "config.json").write_text("{}")
     return tflite.parent
 
@@ -64,6 +64,7 @@ def test_serves_the_page_the_runtime_and_only_the_runs_models_and_labels(served,
             {"name": name, "kind": None, "error": f"{name}: {unreadable}"}
             for name in ("clip_float32.tflite", "stream_state_float32.tflite")
         ],
+        "preprocessing": {"resize_short_side": 73, "center_crop": 64},  # the run's view, from report.json
     }
     assert get(served + "/model/stream_state_float32.tflite")[2] == b"TFL3stream_state_float32.tflite"
     assert get(served + "/model/labels.txt")[2] == b"left\nright\n"

@@ -37,8 +37,6 @@ CROP_POSITIONS = (
     (1, 3),
     (3, 3),
 )
-# Test-time centre crop: resize the short side to S * 256 / 224, then crop S x S.
-TEST_RESIZE_RATIO = 256 / 224
 
 
 def resize_clip(clip, height, width):
@@ -93,9 +91,11 @@ def _resize_short_side(clip, short):
     return resize_clip(clip, new_h, new_w)
 
 
-def center_crop(clip, size):
-    """Test crop: resize the short side to round(size * 256 / 224), take the centre size x size."""
-    resized = _resize_short_side(clip, int(round(size * TEST_RESIZE_RATIO)))
+def center_crop(clip, view):
+    """Test crop of a `tsm_keras.data.view.View`: resize the short side to
+    `view.resize_short_side`, take the centre `view.center_crop` square."""
+    size = view.center_crop
+    resized = _resize_short_side(clip, view.resize_short_side)
     shape = tf.shape(resized)
     y = (shape[1] - size) // 2
     x = (shape[2] - size) // 2

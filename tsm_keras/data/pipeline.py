@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from tsm_keras.data import augment
 from tsm_keras.data.sampling import Sampling
+from tsm_keras.data.view import View
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -71,14 +72,15 @@ def make_train_dataset(
     return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
-def make_eval_dataset(src, num_segments=8, input_size=224, batch_size=8, clips=1, crops=1, sampling="tsn"):
+def make_eval_dataset(src, num_segments=8, input_size=224, batch_size=8, clips=1, crops=1, sampling="tsn", view=None):
     """Deterministic evaluation batches: every readable clip once, in source order.
 
     Views: `clips` temporal views (TSN: evenly spaced offsets within each segment, clip
     0 at the segment centres; dense: evenly spaced windows) times `crops` spatial views
-    (1: resize the short side to S * 256 / 224 and take the centre S x S; 3: resize
-    the short side to S and take three S x S squares along the long side). Views are
-    ordered clip-major: view v = clip (v // crops), crop (v % crops).
+    (1: the run's `view`, `tsm_keras.data.view.View`; by default the paper's: resize the
+    short side to S * 256 / 224 and take the centre S x S; 3: resize the short side to S
+    and take three S x S squares along the long side). Views are ordered clip-major:
+    view v = clip (v // crops), crop (v % crops).
 
     Returns:
         tf.data.Dataset of (uint8 (B, V, T, S, S, 3) RGB, int32 (B,)), V = clips * crops;
@@ -87,6 +89,9 @@ def make_eval_dataset(src, num_segments=8, input_size=224, batch_size=8, clips=1
     _check_sizes(num_segments=num_segments, input_size=input_size, batch_size=batch_size, clips=clips)
     if crops not in (1, 3):
         raise ValueError(f"`crops` must be 1 or 3. Received: crops={crops!r}")
+    view = View.paper(input_size) if view is None else view
+    if view.center_crop != input_size:
+        raise ValueError(f"the view's centre crop ({view.center_crop}) is not `input_size` ({input_size})")
     spec = Sampling(sampling, num_segments, clips=clips)
     views = clips * crops
 
@@ -94,7 +99,7 @@ def make_eval_dataset(src, num_segments=8, input_size=224, batch_size=8, clips=1
         shape = tf.shape(frames)
         flat = tf.reshape(frames, [clips * num_segments, shape[2], shape[3], 3])
         if crops == 1:
-            out = augment.center_crop(flat, input_size)[None]
+            out = augment.center_crop(flat, view)[None]
         else:
             out = augment.three_crops(flat, input_size)
         # (crops, clips * T, S, S, 3) -> (clips, crops, T, S, S, 3) -> (V, T, S, S, 3). With one

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from tsm_keras.data.labels import write_labels
+from tsm_keras.data.view import View
 from tsm_keras.export import calibration
 from tsm_keras.export.benchmark import benchmark
 from tsm_keras.export.kinds import (
@@ -221,6 +222,9 @@ def convert_run(
                 "class_names": run.class_names,
                 "num_segments": num_segments,
                 "input_size": size,
+                # What the apps feed the models (stream.py, the web page) and what the
+                # accuracy below was measured on: the run's view (tsm_keras/data/view.py).
+                "preprocessing": View.of_run(run.config).record(),
                 "files": {},
                 "verification": {},
                 "int8": {},
@@ -245,8 +249,8 @@ def convert_run(
             val_clips, val_labels = _materialize(validation, validation_limit)
             float_logits = predict_clips(ClipRunner(output.written[(CLIP, FLOAT32)]), val_clips)
             report["accuracy"].update(
-                note="top-1 in %, 1 clip x 1 centre crop per video; a streaming model: T frames from reset, "
-                "mean logits",
+                note="top-1 in %, 1 clip per video seen through the run's view ('preprocessing'); a "
+                "streaming model: T frames from reset, mean logits",
                 clip_float32=top1(float_logits, val_labels),
                 validation_clips=len(val_clips),
             )

@@ -17,6 +17,7 @@ import hashlib
 import os
 import re
 
+from tsm_keras.data.view import View, preprocessing
 from tsm_keras.layers.non_local import NonLocalBlock
 from tsm_keras.layers.temporal_pool import TemporalMaxPool
 from tsm_keras.layers.temporal_shift import TemporalShift
@@ -367,23 +368,9 @@ def _preprocessing(model_config):
     size = model_config["input_size"]
     if preset.big_little is not None:
         # The bLVNet-TAM README evaluates with --disable_scaleup: short side resized to the crop.
-        return {
-            "color": "RGB",
-            "input": "raw frames in [0, 255]; the model normalises inside",
-            "mean": [round(m / 255, 6) for m in preset.mean],
-            "std": [round(s / 255, 6) for s in preset.std],
-            "resize_short_side": size,
-            "center_crop": size,
-            "frames": f"{model_config['num_segments']} per clip (TSN segments), in pairs (2k, 2k+1)",
-        }
-    return {
-        "color": "RGB",
-        "input": "raw frames in [0, 255]; the model normalises inside",
-        "mean": [round(m / 255, 6) for m in preset.mean],
-        "std": [round(s / 255, 6) for s in preset.std],
-        "resize_short_side": size * 256 // 224,
-        "center_crop": size,
-    }
+        record = preprocessing(View(size, size), preset.mean, preset.std)
+        return {**record, "frames": f"{model_config['num_segments']} per clip (TSN segments), in pairs (2k, 2k+1)"}
+    return preprocessing(View.paper(size), preset.mean, preset.std)  # TSM's test protocol
 
 
 def _source(path, checkpoint, ported):

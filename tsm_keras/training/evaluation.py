@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tsm_keras.data.view import View
 from tsm_keras.files import atomic_path, atomic_write, write_json
 from tsm_keras.run_dir import load_run
 from tsm_keras.training import plots
@@ -91,6 +92,7 @@ def evaluate_run(run_dir, data_path=None, clips=1, crops=1, dense=False, batch_s
         clips=clips,
         crops=crops,
         sampling="dense" if dense else "tsn",
+        view=View.of_run(config),  # one crop: what the model is deployed with
     )
     views = f"{clips}clip{'s' if clips > 1 else ''}x{crops}crop{'s' if crops > 1 else ''}{'-dense' if dense else ''}"
     log(f"evaluating {run_dir} on {data_path}: {source.num_clips} clips, {views}")

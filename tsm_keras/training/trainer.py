@@ -20,6 +20,7 @@ from tsm_keras._keras_private import patch_keras_for_multi_worker
 from tsm_keras._startup import onednn_enabled
 from tsm_keras.data.augment import SCALES
 from tsm_keras.data.labels import write_labels
+from tsm_keras.data.view import View, preprocessing
 from tsm_keras.files import write_json
 from tsm_keras.layers import TemporalAggregation, TemporalShift
 from tsm_keras.layers.batch_norm import use_fused_batch_norm
@@ -308,9 +309,12 @@ def train(options, log=print):
         raise ValueError(f"training and validation data have different classes: {class_names} vs {val_src.class_names}")
 
     run_dir = Path(o.out) if o.out else default_run_dir(o, dataset_name)
+    # How the model sees a clip at evaluation and deployment: whole frames stay whole.
+    view = View.for_training(o.input_size, o.crop_scales)
     config = {
         "model": model_kwargs(o, len(class_names)),
         "class_names": class_names,
+        "preprocessing": preprocessing(view, BACKBONES[o.backbone].mean, BACKBONES[o.backbone].std),
         "data": {"train": str(train_path), "val": str(val_path)},
         "training": {k: v for k, v in dataclasses.asdict(o).items() if k not in ("out", "workers")},
     }
@@ -385,7 +389,7 @@ def train(options, log=print):
         scales=o.crop_scales,
     ).repeat()
     val_ds = data.make_eval_dataset(
-        val_src, num_segments=o.segments, input_size=o.input_size, batch_size=o.batch_size
+        val_src, num_segments=o.segments, input_size=o.input_size, batch_size=o.batch_size, view=view
     ).map(lambda clips, labels: (clips[:, 0], labels))
     if replicas > 1:
         train_ds, val_ds = (_shard_by_data(ds) for ds in (train_ds, val_ds))
@@ -424,7 +428,7 @@ def train(options, log=print):
     if chief:
         best = keras.models.load_model(run_dir / MODEL)
         eval_ds = data.make_eval_dataset(
-            val_src, num_segments=o.segments, input_size=o.input_size, batch_size=o.batch_size
+            val_src, num_segments=o.segments, input_size=o.input_size, batch_size=o.batch_size, view=view
         )
         summary = evaluation.summarize(*evaluation.predict_views(best, eval_ds), class_names)
         evaluation.write_report(summary, class_names, run_dir)
