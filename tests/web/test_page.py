@@ -163,7 +163,8 @@ def test_a_new_video_file_starts_from_zero_buffers_and_a_too_small_one_is_refuse
     first = next(step for step in history(page)["steps"] if step["source"] == "clip.webm")
     assert first["frame"] == 0
     fresh = StreamRunner(float_models[STREAM_STATE])  # zero buffers
-    np.testing.assert_allclose(first["raw"], fresh.step(prepare_frame(recorded_rgb(first)[..., ::-1], S)), atol=1e-4)
+    expected = fresh.step(prepare_frame(recorded_rgb(first)[..., ::-1], View(S, S)))  # no report: the whole square
+    np.testing.assert_allclose(first["raw"], expected, atol=1e-4)
 
     small = write_webm(tmp_path / "small.webm", blocky_frames(4, 24, 24, seed=1), fps=10)
     page.set_input_files("#file", str(small))
