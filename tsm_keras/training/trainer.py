@@ -11,7 +11,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import keras
 import tensorflow as tf
@@ -70,7 +70,8 @@ class FitOptions:
     weights: Optional[str] = None
     tune_from: Optional[str] = None  # a run directory (trained or ported): all weights but the classifier
     mixed_precision: bool = False
-    xla: Optional[bool] = None  # None: graph mode on CPUs (measured faster), Keras' choice on GPUs (`_choose_step`)
+    # None: graph mode on CPUs (measured faster); on GPUs "auto", Keras' choice (`_choose_step`)
+    xla: Optional[Union[bool, str]] = None
     tpu: Optional[str] = None
     seed: int = 0
     deterministic: bool = False  # TensorFlow's op determinism: the same seed gives the same history
