@@ -4,7 +4,7 @@ messages.
 oneDNN: TensorFlow's Linux x86 builds carry two sets of CPU kernels, Eigen's and oneDNN's, and
 turn oneDNN on by default only on CPUs with AVX-512 VNNI or BF16, AVX-VNNI or AMX (its
 `DefaultOneDnnPolicy`). On other x86 CPUs, such as this project's AVX2 machine, it runs the Eigen
-kernels, and with them the models here train 1.4-1.9x slower (session 9, benchmarks/vs_pytorch.py,
+kernels, and with them the models here train 1.4-1.9x slower (benchmarks/vs_pytorch.py,
 4 clips of 8 x 112 px: TSM-MobileNetV2 660 against 344 ms a step, TSM-ResNet-50 3.7 against
 2.6 s; docs/benchmarks.md, "Training speed against PyTorch, and why"). So tsm-keras sets
 TF_ENABLE_ONEDNN_OPTS=1 unless it is set already; `TF_ENABLE_ONEDNN_OPTS=0` keeps TensorFlow's

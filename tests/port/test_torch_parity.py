@@ -87,7 +87,7 @@ def test_non_local_checkpoint_matches_pytorch(size, tmp_path):
     rounding (PyTorch's float32 logits are 1e-4 from its float64 ones at 64 px), so a fixed
     bound would be either loose for the other models or picked for this one. Keras' float32
     logits must be as close to the float64 network as PyTorch's float32 ones are, within
-    FLOAT32_FACTOR (docs/port.md: measured 1.0-1.5 on AVX2 with oneDNN's and Eigen's kernels;
+    FLOAT32_FACTOR (results/port-non-local-float32-error.json: 1.0-1.5 on AVX2 with oneDNN's and Eigen's kernels;
     a wrong mapping is 1e4 times off)."""
     net = torch_tsn("resnet50", "blockres", True, False, size, non_local=True)
     name = f"TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment{T}_e100_dense_nl.pth"

@@ -143,9 +143,10 @@ class WithNonLocal(nn.Module):
 
 
 def tsm_resnet(depth, num_segments, place="blockres", bidirectional=True, tpool=False, fold_div=8, non_local=False):
-    """torchvision-style ResNet with shifts inserted as the reference does (section 2), and
-    for `non_local` (ResNet-50) non-local blocks after layer2[0, 2] and layer3[0, 2, 4]
-    (section 12)."""
+    """torchvision-style ResNet with shifts inserted as the official code does: before conv1 of
+    each residual branch (`blockres`; every other block when layer3 has 23 or more blocks) or on
+    the whole block (`block`); for `non_local` (ResNet-50), non-local blocks after the whole
+    blocks layer2[0, 2] and layer3[0, 2, 4] (docs/reference.md)."""
     net = ResNet({50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}[depth])
     segments = [num_segments] + [num_segments // 2 if tpool else num_segments] * 3
     every = 2 if place == "blockres" and len(net.layer3) >= 23 else 1
