@@ -3,28 +3,6 @@
 import statistics
 import time
 
-DEMO_LR, CLIP_NORM = 0.002, 20.0  # the demo's Adam step (0.008 per 64 clips at batch 16), fit.py's clipping
-
-
-def compile_like_the_demo(model, optimizer="adam", fused_batch_norm=True, **compile_args):
-    """Prepares `model` for training as fit.py trains the built-in demo's: graph mode with the fused
-    BatchNormalization (`fused_batch_norm=False` keeps Keras' layers), Adam (or "sgd") at the
-    demo's learning rate with gradient clipping, cross-entropy on logits."""
-    import keras
-
-    from tsm_keras.layers.batch_norm import use_fused_batch_norm
-    from tsm_keras.models import walk_layers
-
-    if fused_batch_norm:
-        use_fused_batch_norm(walk_layers(model))
-    make = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[optimizer]
-    model.compile(
-        make(DEMO_LR, clipnorm=CLIP_NORM),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        **compile_args,
-    )
-    return model
-
 
 def alternate(functions, repeats, warmup=2, clock=time.perf_counter):
     """Times each callable `repeats` times, interleaved (A B A B ...), after `warmup` calls.
@@ -57,6 +35,8 @@ def spread_ms(samples):
 
 
 def print_table(header, rows):
+    """Prints a Markdown table; None prints as an empty cell."""
+    rows = [["" if c is None else c for c in row] for row in rows]
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
     line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
     print(line(header))

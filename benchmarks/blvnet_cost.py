@@ -13,6 +13,9 @@ Training: each repeat is its own process (peak memory must not carry over); synt
 from memory, SGD; after 2 warm-up steps, the median of `--steps` steps. Peak memory is the
 process's peak resident size (the TensorFlow runtime included; the table also gives it minus
 the resident size before the first step). A shared machine is noisy: medians over repeats.
+
+Ends by writing its ledger entry (benchmarks/ledger.py): results/blvnet-cost.json, or with
+--no-training results/blvnet-cost-static.json.
 """
 
 import argparse
@@ -102,6 +105,7 @@ def main(argv=None):
         return
 
     from _timing import print_table
+    from ledger import command, write_entry
 
     from tsm_keras.models import build_video_classifier
 
@@ -127,27 +131,39 @@ def main(argv=None):
 
     rows = []
     for name, (parameters, macs) in static.items():
-        row = [name, f"{parameters / 1e6:.2f} M", f"{macs / 1e9:.2f}"]
+        row = [name, round(parameters / 1e6, 2), round(macs / 1e9, 2)]
         if trained[name]:
             runs = trained[name]
             median = lambda key: statistics.median(r[key] for r in runs)  # noqa: E731
             speeds = sorted(r["clips_per_s"] for r in runs)
             row += [
-                f"{median('clips_per_s'):.3f} ({speeds[0]:.3f}-{speeds[-1]:.3f})",
-                f"{median('peak_mb'):,.0f}",
-                f"{statistics.median(r['peak_mb'] - r['before_mb'] for r in runs):,.0f}",
+                round(median("clips_per_s"), 3),
+                f"{speeds[0]:.3f}-{speeds[-1]:.3f}",
+                round(median("peak_mb")),
+                round(statistics.median(r["peak_mb"] - r["before_mb"] for r in runs)),
             ]
         rows.append(row)
-    print(f"\n{args.size} px, {CLASSES} classes; multiply-adds of one clip's forward pass")
-    header = ["model", "parameters", "GMACs / clip"]
+    caption = [f"{args.size} px, {CLASSES} classes; multiply-adds of one clip's forward pass"]
+    header = ["model", "parameters M", "GMACs / clip"]
     if not args.no_training:
-        print(
+        caption.append(
             f"training on {os.cpu_count()} CPU cores (shared, noisy), batch {args.batch_size}, "
-            f"median of {args.steps} steps per process, median over {args.repeats} processes (range)"
+            f"median of {args.steps} steps per process, median over {args.repeats} processes (and their range)"
         )
-        header += ["train clips/s", "peak RSS MB", "peak - before MB"]
-    print()
+        header += ["train clips/s", "clips/s range", "peak RSS MB", "peak - before MB"]
+    print("\n" + "\n".join(caption) + "\n")
     print_table(header, rows)
+    write_entry(
+        "blvnet-cost-static" if args.no_training else "blvnet-cost",
+        "blvnet",
+        "bLVNet-TAM-50 8x2 against TSM-ResNet-50 8f: parameters, multiply-adds"
+        + ("" if args.no_training else ", training speed and peak memory"),
+        command(),
+        header,
+        rows,
+        summary={f"{name} GMACs / clip": f"{macs / 1e9:.2f}" for name, (_, macs) in static.items()},
+        notes="; ".join(caption) + ".",
+    )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ Each process runs `training/fit.py --epochs N` (the built-in demo unless other o
 given) into a temporary folder; the time per step is Keras' own figure at the end of each
 epoch's training steps (before the validation pass), for every epoch but the first (which
 includes tracing). Prints the median of each mode over rounds and
-epochs, their ratio, and whether each mode's runs wrote the same history.csv.
+epochs, their ratio, and whether each mode's runs wrote the same history.csv; then writes its
+ledger entry, results/determinism-cost.json (benchmarks/ledger.py).
 """
 
 import argparse
@@ -17,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from ledger import command, write_entry
 
 ROOT = Path(__file__).resolve().parents[1]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -55,6 +58,23 @@ def main():
     print(f"median ms/step: default {plain:g}, --deterministic {exact:g}; ratio {exact / plain:.3f}")
     for deterministic, name in ((False, "default"), (True, "--deterministic")):
         print(f"{name}: {len(histories[deterministic])} different history.csv in {args.rounds} runs")
+    write_entry(
+        "determinism-cost",
+        "determinism",
+        "The demo's training step with and without --deterministic",
+        command(),
+        ["mode", "median ms/step", "different history.csv"],
+        [
+            ["default", plain, len(histories[False])],
+            ["--deterministic", exact, len(histories[True])],
+        ],
+        summary={"--deterministic / default": f"{exact / plain:.2f}x"},
+        notes=(
+            f"{args.rounds} alternating fit.py processes per mode of {args.epochs} epochs; ms/step is Keras' "
+            "figure for each epoch's training steps, the first epoch left out; different history.csv: how "
+            f"many distinct histories the {args.rounds} runs of that mode wrote (1: they repeated)."
+        ),
+    )
 
 
 if __name__ == "__main__":

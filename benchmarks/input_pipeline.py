@@ -11,6 +11,9 @@ sampled frames out of a video file. Prints markdown tables; not a timed test.
 On a shared machine wall-clock rates depend on the other load; CPU time per clip
 (all threads of this process, from time.process_time) does much less, so both are
 printed: frames/s per core = T * 1000 / (CPU ms per clip).
+
+Ends by writing two ledger entries (benchmarks/ledger.py): results/data-pipeline-throughput.json
+and results/data-frame-decoding.json.
 """
 
 import argparse
@@ -21,6 +24,8 @@ import time
 
 import cv2
 import numpy as np
+from _timing import print_table
+from ledger import command, write_entry
 
 from tsm_keras.data import Sampling, make_train_dataset, open_source, write_tfrecords
 from tsm_keras.data.sources import FrameListSource
@@ -205,26 +210,43 @@ def main():
     base_rate, base_cpu = rows[0][1]
     shape = f"{args.segments} x {args.size} x {args.size}"
     load = os.getloadavg()[0]
-    print(
-        f"\ntraining clips of {shape}, batch {args.batch}, {args.videos} videos of "
+    caption = (
+        f"training clips of {shape}, batch {args.batch}, {args.videos} videos of "
         f"{args.frames} frames (340 x 256 mp4v), {cores} cores, load average {load:.1f}, "
-        f"best of {args.rounds} rounds\n"
+        f"best of {args.rounds} rounds"
     )
-    print(
-        "| source | clips/s (wall) | CPU ms per clip | frames/s per core | per core vs bare loop | wall vs bare loop |"
+    print(f"\n{caption}\n")
+    columns = ["source", "clips/s (wall)", "CPU ms per clip", "frames/s per core", "per core vs bare loop"]
+    columns.append("wall vs bare loop")
+    table = [
+        [name, round(rate, 1), round(cpu_ms, 1), round(args.segments * 1000 / cpu_ms)]
+        + [round(base_cpu / cpu_ms, 1), round(rate / base_rate, 1)]
+        for name, (rate, cpu_ms) in rows
+    ]
+    print_table(columns, table)
+    write_entry(
+        "data-pipeline-throughput",
+        "data",
+        "Training clips per second of the tf.data pipeline from each source, against a bare OpenCV loop",
+        command(),
+        columns,
+        table,
+        notes=caption + ".",
+        conditions=f"load average {load:.1f}",
     )
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, (rate, cpu_ms) in rows:
-        per_core = args.segments * 1000 / cpu_ms
-        print(
-            f"| {name} | {rate:.1f} | {cpu_ms:.1f} | {per_core:.0f} | "
-            f"{base_cpu / cpu_ms:.1f}x | {rate / base_rate:.1f}x |"
-        )
-    print(f"\ngetting {args.segments} TSN frames from one video\n")
-    print("| method | CPU ms per clip |")
-    print("|---|---:|")
-    for name, ms in decode_strategies(paths[:16], args.segments):
-        print(f"| {name} | {ms:.1f} |")
+    decoding = f"getting {args.segments} TSN frames from one video"
+    print(f"\n{decoding}\n")
+    decoded = [[name, round(ms, 1)] for name, ms in decode_strategies(paths[:16], args.segments)]
+    print_table(["method", "CPU ms per clip"], decoded)
+    write_entry(
+        "data-frame-decoding",
+        "data",
+        "Ways to get a clip's sampled frames out of a video file",
+        command(),
+        ["method", "CPU ms per clip"],
+        decoded,
+        notes=f"CPU time of {decoding}, over {min(16, len(paths))} videos of {args.frames} frames.",
+    )
 
 
 if __name__ == "__main__":

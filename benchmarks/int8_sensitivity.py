@@ -12,6 +12,7 @@ largest logit difference, the median float top-1/top-2 margin of the clips whose
 int8 changes, those clips by true class, and how many operators compute in float (with
 --latency, the model's median time). Measurement only: convert.py quantizes everything
 (docs/tflite.md, "int8: where the loss comes from", has the table and what it showed).
+Ends by writing its ledger entry, results/int8-sensitivity.json (benchmarks/ledger.py).
 """
 
 import argparse
@@ -28,6 +29,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from ai_edge_litert import schema_py_generated as schema  # noqa: E402
 from ai_edge_litert.tools import flatbuffer_utils  # noqa: E402
+from ledger import command, write_entry  # noqa: E402
 from tensorflow.lite.python import convert as lite_convert  # noqa: E402
 
 from tsm_keras.export import calibration  # noqa: E402
@@ -159,7 +161,7 @@ def _median_ms(content):
     from tsm_keras.export.benchmark import benchmark
 
     result = benchmark(content, threads=1, repeats=50)
-    return f"{next(iter(result['signatures'].values()))['median_ms']:.3f}"
+    return round(next(iter(result["signatures"].values()))["median_ms"], 3)
 
 
 def margins(logits):
@@ -200,7 +202,7 @@ def main(argv=None):
     model = run.model
 
     kinds = [CLIP] + ([STREAM_STATE] if args.stream else [])
-    rows = []
+    rows, summary, failed = [], {}, []
     for kind in kinds:
         stream = build_streaming_model(model, batch_size=1) if kind == STREAM_STATE else None
         runner_type = ClipRunner if kind == CLIP else StreamRunner
@@ -221,20 +223,20 @@ def main(argv=None):
             flipped = pred != float_pred
             by_class = np.bincount(labels[flipped], minlength=len(run.class_names))
             rows.append(
-                (
+                [
                     kind,
                     name,
-                    top1,
-                    top1 - float_top1,
-                    100.0 * np.mean(pred == float_pred),
-                    float(np.max(np.abs(logits - float_logits))),
-                    float(np.median(float_margins[flipped])) if flipped.any() else float("nan"),
+                    round(top1, 2),
+                    round(top1 - float_top1, 2),
+                    round(100.0 * np.mean(pred == float_pred), 2),
+                    round(float(np.max(np.abs(logits - float_logits))), 2),
+                    round(float(np.median(float_margins[flipped])), 2) if flipped.any() else None,
                     " ".join(str(c) for c in by_class),
-                    str(float_ops(content)),
-                    _median_ms(content) if args.latency else "-",
-                )
+                    float_ops(content),
+                    _median_ms(content) if args.latency else None,
+                ]
             )
-            print("| " + " | ".join(str(v) if isinstance(v, str) else f"{v:.2f}" for v in rows[-1]) + " |", flush=True)
+            print("| " + " | ".join("-" if v is None else str(v) for v in rows[-1]) + " |", flush=True)
 
         print(
             f"{kind}: float top-1 {float_top1:.2f}; float top-1/top-2 logit margin: median "
@@ -262,7 +264,8 @@ def main(argv=None):
             try:
                 row(f"{name} in float", quantize(cal, group, output=tf.int8 if kind == STREAM_STATE else tf.float32))
             except Exception as error:  # noqa: BLE001 - a measurement script reports and goes on
-                print(f"| {kind} | {name} in float | failed: {str(error).splitlines()[0][:120]} |", flush=True)
+                failed.append(f"{kind} | {name} in float | failed: {str(error).splitlines()[0][:120]}")
+                print(f"| {failed[-1]} |", flush=True)
         row(
             "classifier (and consensus) in float, float32 logits",
             with_float_logits(quantize(cal, GROUPS["classifier and consensus"])),
@@ -270,7 +273,25 @@ def main(argv=None):
         try:
             row("16-bit activations, 8-bit weights", sixteen_by_eight(keras_model, kind, representative))
         except Exception as error:  # noqa: BLE001
-            print(f"| {kind} | 16x8 | failed: {str(error).splitlines()[0][:120]} |", flush=True)
+            failed.append(f"{kind} | 16x8 | failed: {str(error).splitlines()[0][:120]}")
+            print(f"| {failed[-1]} |", flush=True)
+        summary[f"{kind}: float top-1"] = f"{float_top1:.2f}"
+    columns = ["model", "int8 variant", "top-1", "vs float", "agreement %", "max abs logit diff"]
+    columns += ["median float margin of the changed", "changed clips by true class", "float ops", "ms"]
+    notes = (
+        f"Run {run.path}: {len(val)} validation clips, int8 calibrated on {args.calibration_clips} training clips; "
+        "ms: LiteRT, 1 thread, median per clip (clip) or per frame (stream), with --latency."
+    )
+    write_entry(
+        "int8-sensitivity",
+        "int8",
+        "Where int8 loses top-1: one group of operators kept in float at a time",
+        command(),
+        columns,
+        rows,
+        summary=summary,
+        notes=notes + "".join(f" Failed: {f}." for f in failed),
+    )
 
 
 if __name__ == "__main__":

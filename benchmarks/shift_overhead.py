@@ -10,15 +10,19 @@ and without XLA. The paper measured about 3% for shifting a quarter of the chann
 tensor (8 frames x 56 x 56 x 256): the layer (its gradient is the opposite shift, written out)
 against the same slices and concatenations differentiated by TensorFlow, and a plain copy.
 
-`--train`: the training step (forward, backward, Adam with clipping, as fit.py runs it: graph mode,
-fused BatchNormalization) of TSM against TSN on the built-in demo's model by default
-(MobileNetV2 x0.35, 16 clips x 8 x 64 px), the causal and the bidirectional shift. Rounds
+`--train`: the training step of TSM against TSN, compiled by fit.py's own set-up for the built-in
+demo (`tsm_keras.training.trainer.compile_for_training`: AdamW with clipping on the demo's
+schedule, top-1/top-5 metrics; graph mode, fused BatchNormalization), on the demo's model by
+default (MobileNetV2 x0.35, 16 clips x 8 x 64 px), the causal and the bidirectional shift. Rounds
 alternate the models; each round's TSM/TSN ratio is taken within the round, and the median
 and the quartiles of those ratios are printed, in wall time and in CPU time.
 
 A third twin, "copy", puts a plain copy (x times a scalar variable equal to 1) where each shift
 goes: one read and one write of every shifted tensor, the least that any shift that materialises
 its output can cost. Its ratio to TSN is the floor of the TSM ratio on this machine.
+
+Each mode ends by writing its ledger entry (benchmarks/ledger.py): results/shift-cost-latency.json,
+shift-cost-layer.json or shift-cost-training-step.json.
 """
 
 import argparse
@@ -38,12 +42,15 @@ import tsm_keras  # noqa: F401  (first: TensorFlow loads as the library loads it
 import keras
 import numpy as np
 import tensorflow as tf
-from _timing import alternate, compile_like_the_demo, median_ms, print_table, spread_ms
+from _timing import alternate, median_ms, print_table, spread_ms
+from ledger import command, write_entry
 
+from tsm_keras.data.synthetic import CLASS_NAMES, DEFAULT_TRAIN_PER_CLASS
 from tsm_keras.layers import TemporalShift
 from tsm_keras.layers.temporal_shift import shift_clips
 from tsm_keras.models import build_video_classifier
 from tsm_keras.models.insertion import module_name
+from tsm_keras.training.trainer import FitOptions, compile_for_training, resolve
 
 
 class Copy(keras.layers.Layer):
@@ -88,20 +95,30 @@ def layer_in_training(repeats, frames=8, size=56, channels=256):
     fns = {"layer": gradient_of(layer), "autodiff": gradient_of(autodiff), "copy": gradient_of(lambda v: v * 1.0)}
     np.testing.assert_array_equal(fns["layer"](), fns["autodiff"]())  # the same numbers
     times = alternate(fns, repeats)
-    print(
-        f"\nThe shift alone in training (forward + backward), {frames} x {size} x {size} x {channels}, "
-        f"TensorFlow {tf.__version__} on CPU ({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}), "
-        f"median ± IQR of {repeats} alternating runs\n"
+    load = os.getloadavg()[0]
+    caption = (
+        f"The shift alone in training (forward + backward), {frames} x {size} x {size} x {channels}, "
+        f"TensorFlow {tf.__version__} on CPU ({os.cpu_count()} cores, load average {load:.1f}), "
+        f"median ± IQR of {repeats} alternating runs"
     )
+    print(f"\n{caption}\n")
+    ratio = {name: median_ms(times[name]) / median_ms(times["copy"]) for name in fns}
+    columns = ["shift", "ms", "/ copy"]
     rows = [
-        [
-            name,
-            f"{median_ms(times[name]):.1f} ± {spread_ms(times[name]):.1f}",
-            f"{median_ms(times[name]) / median_ms(times['copy']):.2f}",
-        ]
-        for name in fns
+        [name, f"{median_ms(times[name]):.1f} ± {spread_ms(times[name]):.1f}", round(ratio[name], 2)] for name in fns
     ]
-    print_table(["shift", "ms", "/ copy"], rows)
+    print_table(columns, rows)
+    write_entry(
+        "shift-cost-layer",
+        "shift-cost",
+        "The shift layer alone in training, against TensorFlow's autodiff of the same ops and a copy",
+        command(),
+        columns,
+        rows,
+        summary={f"{name} / copy": f"{ratio[name]:.2f}x" for name in ("layer", "autodiff")},
+        notes=caption + ".",
+        conditions=f"load average {load:.1f}",
+    )
 
 
 def training_step(args):
@@ -109,31 +126,49 @@ def training_step(args):
     rng = np.random.default_rng(0)
     clips = rng.uniform(0, 255, (args.batch_size, args.frames, args.size, args.size, 3)).astype("float32")
     labels = rng.integers(0, 10, args.batch_size)
+    # fit.py's set-up for the built-in demo, at this batch, in graph mode (its choice on a CPU)
+    demo = resolve(FitOptions(batch_size=args.batch_size, xla=False))
+    steps_per_epoch = len(CLASS_NAMES) * DEFAULT_TRAIN_PER_CLASS // demo.batch_size
     steps = {}
     for temporal in ("none", "tsm-online", "tsm"):
         keras.utils.set_random_seed(0)
         model = build_video_classifier(
             10, args.backbones[0], args.frames, args.size, temporal=temporal, width=args.width, weights=None
         )
-        compile_like_the_demo(model)
+        compile_for_training(model, demo, steps_per_epoch)
         steps[temporal] = lambda m=model: [m.train_on_batch(clips, labels) for _ in range(args.steps)]
-    print(
-        f"\nTraining step, {args.backbones[0]} x{args.width}, {args.batch_size} clips x {args.frames} x "
-        f"{args.size} px, graph mode, fused BatchNormalization, TensorFlow {tf.__version__} on CPU "
-        f"({os.cpu_count()} cores); "
-        f"{args.repeats} alternating rounds of {args.steps} steps; TSM/TSN per round: median [quartiles]\n"
+    caption = (
+        f"Training step, {args.backbones[0]} x{args.width}, {args.batch_size} clips x {args.frames} x "
+        f"{args.size} px, fit.py's set-up for the demo: graph mode, fused BatchNormalization; TensorFlow "
+        f"{tf.__version__} on CPU ({os.cpu_count()} cores); {args.repeats} alternating rounds of "
+        f"{args.steps} steps; TSM/TSN per round: median and quartiles"
     )
-    rows = []
+    print(f"\n{caption}\n")
+    names = {"tsm-online": "causal TSM", "tsm": "TSM"}
+    rows, summary = [], {}
     for name, clock in (("wall", time.perf_counter), ("CPU", time.process_time)):
         times = alternate(steps, args.repeats, clock=clock)
-        ratios = {t: [a / b for a, b in zip(times[t], times["none"])] for t in ("tsm-online", "tsm")}
-        q = {t: statistics.quantiles(r, n=4) for t, r in ratios.items()}
-        rows.append(
-            [name, f"{median_ms(times['none']) / args.steps:.0f}"]
-            + [f"{median_ms(times[t]) / args.steps:.0f}" for t in ("tsm-online", "tsm")]
-            + [f"{q[t][1]:.3f} [{q[t][0]:.3f}-{q[t][2]:.3f}]" for t in ("tsm-online", "tsm")]
-        )
-    print_table(["clock", "TSN ms/step", "causal TSM ms/step", "TSM ms/step", "causal TSM / TSN", "TSM / TSN"], rows)
+        row = [name, round(median_ms(times["none"]) / args.steps)]
+        row += [round(median_ms(times[t]) / args.steps) for t in names]
+        for t in names:
+            q = statistics.quantiles([a / b for a, b in zip(times[t], times["none"])], n=4)
+            row += [round(q[1], 3), f"{q[0]:.3f}-{q[2]:.3f}"]
+            summary[f"{names[t]} / TSN, {name} time"] = f"{q[1]:.3f}x"
+        rows.append(row)
+    columns = ["clock", "TSN ms/step", "causal TSM ms/step", "TSM ms/step"]
+    columns += [c for t in names.values() for c in (f"{t} / TSN", f"{t} / TSN quartiles")]
+    print_table(columns, rows)
+    write_entry(
+        "shift-cost-training-step",
+        "shift-cost",
+        "The demo's training step: causal and bidirectional TSM against TSN",
+        command(),
+        columns,
+        rows,
+        summary=summary,
+        notes=caption + ".",
+        conditions=f"load average {os.getloadavg()[0]:.1f}",
+    )
 
 
 def main(argv=None):
@@ -158,7 +193,7 @@ def main(argv=None):
     args.size = args.size or 224
 
     clip = tf.constant(np.random.default_rng(0).uniform(0, 255, (1, args.frames, args.size, args.size, 3)), tf.float32)
-    rows = []
+    rows, summary = [], {}
     for backbone in args.backbones:
         models = {
             temporal: build_video_classifier(
@@ -178,31 +213,32 @@ def main(argv=None):
                 row += [
                     f"{tsn:.1f} ± {spread_ms(times['none']):.1f}",
                     f"{tsm:.1f} ± {spread_ms(times['tsm']):.1f}",
-                    f"{tsm / tsn:.3f}",
-                    f"{copy / tsn:.3f}",
+                    round(tsm / tsn, 3),
+                    round(copy / tsn, 3),
                 ]
             rows.append(row)
-            print(" ".join(row), file=sys.stderr)
+            summary[f"{backbone}, {row[1]}: TSM / TSN (wall)"] = f"{row[4]:.3f}x"
+            print(" ".join(map(str, row)), file=sys.stderr)
     load = os.getloadavg()[0]
-    print(
-        f"\nTSM vs TSN latency, TensorFlow {tf.__version__} on CPU ({os.cpu_count()} cores, load average "
+    caption = (
+        f"TSM vs TSN latency, TensorFlow {tf.__version__} on CPU ({os.cpu_count()} cores, load average "
         f"{load:.1f}), 1 clip x {args.frames} x {args.size} x {args.size}, median ± IQR of {args.repeats} "
-        "alternating runs; wall time, then CPU time of all threads (less sensitive to other jobs)\n"
+        "alternating runs; wall time, then CPU time of all threads (less sensitive to other jobs)"
     )
-    print_table(
-        [
-            "backbone",
-            "mode",
-            "TSN wall ms",
-            "TSM wall ms",
-            "wall ratio",
-            "copy/TSN wall",
-            "TSN CPU ms",
-            "TSM CPU ms",
-            "CPU ratio",
-            "copy/TSN CPU",
-        ],
+    print(f"\n{caption}\n")
+    columns = ["backbone", "mode", "TSN wall ms", "TSM wall ms", "wall ratio", "copy/TSN wall"]
+    columns += ["TSN CPU ms", "TSM CPU ms", "CPU ratio", "copy/TSN CPU"]
+    print_table(columns, rows)
+    write_entry(
+        "shift-cost-latency",
+        "shift-cost",
+        "Inference latency of TSM against its TSN twin and a copy in place of each shift, Keras on the CPU",
+        command(),
+        columns,
         rows,
+        summary=summary,
+        notes=caption + ".",
+        conditions=f"load average {load:.1f}",
     )
 
 

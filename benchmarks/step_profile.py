@@ -13,7 +13,8 @@ TensorFlow runs one op at a time here (one inter-op thread; each op still uses e
 PyTorch does, so the op times of a step add up to about its wall time in both. Ops are grouped
 by the layer they belong to (TensorFlow: the Keras layer named in the op's name, forward and
 gradient; PyTorch: the aten op). PyTorch's shift (slices and copies) counts as "other".
-Printed: milliseconds per step by group, the sum, and the wall time per profiled step.
+Printed: milliseconds per step by group, the sum, and the wall time per profiled step; the same
+table is written as the ledger entry results/training-speed-step-profile.json (benchmarks/ledger.py).
 """
 
 import argparse
@@ -160,14 +161,15 @@ def main(argv=None):
         return
 
     from _timing import print_table
+    from ledger import command, write_entry
 
     results = {}
     for column, setting in COLUMNS.items():
         env = dict(os.environ)
         if setting is not None:
             env["TF_ENABLE_ONEDNN_OPTS"] = setting[0]
-        command = [sys.executable, os.path.abspath(__file__), "--one", json.dumps(setting)] + (argv or sys.argv[1:])
-        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        child = [sys.executable, os.path.abspath(__file__), "--one", json.dumps(setting)] + (argv or sys.argv[1:])
+        done = subprocess.run(child, capture_output=True, text=True, env=env)
         lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
         if done.returncode or not lines:
             raise SystemExit(f"{column}: failed\n{done.stderr[-2000:]}")
@@ -176,14 +178,25 @@ def main(argv=None):
             raise SystemExit(f"{column}: oneDNN is {results[column]['onednn']}, not as asked")
         print(f"{column}: {results[column]['wall_ms']:.0f} ms/step", file=sys.stderr)
 
-    print(
-        f"\nTSM-{args.backbone}, {args.batch_size} clips x {args.frames} x {args.size} px, training step; "
-        f"ms per step (mean of {args.steps} profiled steps)\n"
+    caption = (
+        f"TSM-{args.backbone}, {args.batch_size} clips x {args.frames} x {args.size} px, training step; "
+        f"ms per step (mean of {args.steps} profiled steps)"
     )
-    rows = [[group] + [f"{r['groups'].get(group, 0):.0f}" for r in results.values()] for group in GROUPS]
-    rows.append(["sum of ops"] + [f"{sum(r['groups'].values()):.0f}" for r in results.values()])
-    rows.append(["wall, profiled"] + [f"{r['wall_ms']:.0f}" for r in results.values()])
-    print_table(["group"] + list(COLUMNS), rows)
+    print(f"\n{caption}\n")
+    rows = [[group] + [round(r["groups"].get(group, 0)) for r in results.values()] for group in GROUPS]
+    rows.append(["sum of ops"] + [round(sum(r["groups"].values())) for r in results.values()])
+    rows.append(["wall, profiled"] + [round(r["wall_ms"]) for r in results.values()])
+    columns = ["group"] + list(COLUMNS)
+    print_table(columns, rows)
+    write_entry(
+        "training-speed-step-profile",
+        "training-speed",
+        "Where a training step's time goes: TensorFlow's and PyTorch's profilers on the same TSM",
+        command(),
+        columns,
+        rows,
+        notes=f"{caption}; one process per column, one op at a time (one inter-op thread).",
+    )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ processes on a shared machine falls on all of them alike; the table gives the me
 timed calls, the 10th-90th percentile spread and the ratio to the baseline of its group,
 and the fastest call and its ratio (the least disturbed by other processes).
 With --build, an untrained model of the given size is used (latency does not depend on the
-weights; int8 is then calibrated on random clips). Not a test: it prints a table.
+weights; int8 is then calibrated on random clips). Not a test: it prints a table, then writes
+its ledger entry, results/latency-temporal-modules.json (benchmarks/ledger.py).
 """
 
 import argparse
@@ -35,6 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from ledger import command, write_entry  # noqa: E402
+
+# Summarised rows: the streaming and the clip model that the demo deploys.
+HEADLINE = ("TSM stream (explicit state)", "TSM-online clip")
 
 
 def parse_args(argv=None):
@@ -264,8 +269,10 @@ def main(argv=None):
             Path(args.keep, f"{group}_{slug}_{precision}.tflite").write_bytes(content)
 
     print()
-    print("| group | model | precision | size MB | median ms | p10-p90 ms | ratio | min ms | ratio of min |")
+    columns = ["group", "model", "precision", "size MB", "median ms", "p10-p90 ms", "ratio", "min ms", "ratio of min"]
+    print("| " + " | ".join(columns) + " |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    rows, summary = [], {}
     for group, baseline in (("frame", "MobileNetV2 per frame (TSN)"), ("clip", "TSN clip")):
         for precision in (INT8, FLOAT32):
             chosen = {k: v for k, v in files.items() if k[0] == group and k[2] == precision}
@@ -273,14 +280,32 @@ def main(argv=None):
             stats = {k: merge(v) for k, v in times.items()}
             base = stats[(group, baseline, precision)]
             for key, s in stats.items():
-                size_mb = len(chosen[key][0]) / 2**20
-                print(
-                    f"| {group} | {key[1]} | {precision} | {size_mb:.2f} | {s['median_ms']:.2f} | "
-                    f"{s['p10_ms']:.2f}-{s['p90_ms']:.2f} | {s['median_ms'] / base['median_ms']:.3f} | "
-                    f"{s['min_ms']:.2f} | {s['min_ms'] / base['min_ms']:.3f} |",
-                    flush=True,
+                ratio = s["median_ms"] / base["median_ms"]
+                rows.append(
+                    [group, key[1], precision, round(len(chosen[key][0]) / 2**20, 2), round(s["median_ms"], 2)]
+                    + [f"{s['p10_ms']:.2f}-{s['p90_ms']:.2f}", round(ratio, 3), round(s["min_ms"], 2)]
+                    + [round(s["min_ms"] / base["min_ms"], 3)]
                 )
-    print(f"\n# load at the end {os.getloadavg()[0]:.1f}; {time.time() - started:.0f} s in all")
+                print("| " + " | ".join(map(str, rows[-1])) + " |", flush=True)
+                if key[1] in HEADLINE:
+                    summary[f"{key[1]}, {precision}: / {baseline}"] = f"{ratio:.3f}x"
+    load = os.getloadavg()[0]
+    print(f"\n# load at the end {load:.1f}; {time.time() - started:.0f} s in all")
+    write_entry(
+        "latency-temporal-modules",
+        "latency",
+        "LiteRT (XNNPACK) latency of TSM and TAM, streaming and per clip, against the same network without them",
+        command(),
+        columns,
+        rows,
+        summary=summary,
+        notes=(
+            f"{source}; {args.threads} thread(s); int8 calibrated on {calibration_source}; median of every timed "
+            f"call over {args.rounds} interleaved rounds of {args.repeats}; ratio: to the baseline of its group "
+            "and precision (MobileNetV2 per frame, TSN clip)."
+        ),
+        conditions=f"load average {load:.1f} at the end",
+    )
     return 0
 
 

@@ -8,6 +8,7 @@ with and without XLA. Every configuration runs in its own process (the precision
 global, and peak memory must not carry over). Synthetic clips are fed from memory, so this
 measures the model's training step (forward, backward, SGD update), not the input pipeline.
 Peak memory: the GPU allocator's peak on a GPU, the process's peak resident size on a CPU.
+Ends by writing its ledger entry, results/training-speed-throughput.json (benchmarks/ledger.py).
 """
 
 import argparse
@@ -82,8 +83,9 @@ def main(argv=None):
         return
 
     from _timing import print_table
+    from ledger import command, write_entry
 
-    rows = []
+    rows, device = [], "?"
     for backbone in args.backbones:
         for precision in args.precisions:
             for xla in (False, True):
@@ -102,19 +104,30 @@ def main(argv=None):
                 lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
                 label = [backbone, precision, "XLA" if xla else "-"]
                 if done.returncode or not lines:
-                    rows.append(label + ["failed: " + (done.stderr.strip().splitlines() or ["?"])[-1][:60], "", ""])
+                    rows.append(label + ["failed: " + (done.stderr.strip().splitlines() or ["?"])[-1][:60], None, None])
                     continue
                 r = json.loads(lines[0][len("RESULT ") :])
                 rows.append(
-                    label + [f"{r['clips_per_s']:.2f}", f"{r['step_ms'] / args.batch_size:.0f}", f"{r['peak_mb']:.0f}"]
+                    label + [round(r["clips_per_s"], 2), round(r["step_ms"] / args.batch_size), round(r["peak_mb"])]
                 )
                 device = r["device"]
                 print(f"{backbone} {precision} xla={xla}: {r['clips_per_s']:.2f} clips/s", file=sys.stderr)
-    print(
-        f"\nTSM training throughput on {device}, {args.frames} x {args.size} x {args.size}, "
-        f"batch {args.batch_size}, median of {args.steps} steps\n"
+    caption = (
+        f"TSM training throughput on {device}, {args.frames} x {args.size} x {args.size}, "
+        f"batch {args.batch_size}, median of {args.steps} steps"
     )
-    print_table(["backbone", "precision", "XLA", "clips/s", "ms / clip", "peak MB"], rows)
+    print(f"\n{caption}\n")
+    columns = ["backbone", "precision", "XLA", "clips/s", "ms / clip", "peak MB"]
+    print_table(columns, rows)
+    write_entry(
+        "training-speed-throughput",
+        "training-speed",
+        "Training throughput and peak memory of TSM, float32 and mixed precision, with and without XLA",
+        command(),
+        columns,
+        rows,
+        notes=caption + "; synthetic clips from memory, SGD (the input pipeline is not measured).",
+    )
 
 
 if __name__ == "__main__":

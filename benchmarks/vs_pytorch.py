@@ -19,7 +19,8 @@ memory of the process:
 Every configuration runs in a fresh process, one after the other, and the whole sequence is
 repeated `--rounds` times: slow drifts of the machine hit all alike. A cell is the median over
 rounds of each process's median step. "vs PyTorch" is PyTorch's step time over ours (> 1: we
-are faster); "shift" is the TSM step over the TSN step of the same framework and mode.
+are faster); "shift" is the TSM step over the TSN step of the same framework and mode. Ends by
+writing its ledger entry, results/training-speed-vs-pytorch.json (benchmarks/ledger.py).
 """
 
 import argparse
@@ -199,6 +200,7 @@ def main(argv=None):
         return
 
     from _timing import print_table
+    from ledger import command, write_entry
 
     shape = dict(frames=args.frames, size=args.size, batch=args.batch_size, steps=args.steps)
     runs = [("pytorch", "eager")] + [("tsm-keras", mode) for mode in args.modes]
@@ -227,17 +229,16 @@ def main(argv=None):
         values = [r[key] for r in results[config] if key in r]
         return f"{min(values):.0f}-{max(values):.0f}" if values else "failed"
 
-    rows = []
+    rows, summary = [], {}
     for backbone, temporal, framework, mode in configs:
         config = (backbone, temporal, framework, mode)
         train, peer = cell(config, "train_ms"), cell((backbone, temporal, "pytorch", "eager"), "train_ms")
         twin = cell((backbone, "none" if temporal == "tsm" else "tsm", framework, mode), "train_ms")
         if train is None:
             rows.append(
-                [backbone, temporal, framework, mode, "", results[config][-1].get("error", "failed")] + [""] * 6
+                [backbone, temporal, framework, mode, None, results[config][-1].get("error", "failed")] + [None] * 6
             )
             continue
-        shift = f"{train / twin:.3f}" if temporal == "tsm" and twin else ""
         rows.append(
             [
                 backbone,
@@ -245,22 +246,38 @@ def main(argv=None):
                 framework,
                 mode,
                 "/".join(sorted({r["onednn"] for r in results[config] if "onednn" in r})) or "-",
-                f"{train:.0f}",
+                round(train),
                 spread(config, "train_ms"),
-                f"{args.batch_size * 1000 / train:.2f}",
-                f"{peer / train:.2f}" if peer else "",
-                shift,
-                f"{cell(config, 'infer_ms'):.0f}",
-                f"{cell(config, 'peak_mb'):.0f}",
+                round(args.batch_size * 1000 / train, 2),
+                round(peer / train, 2) if peer else None,
+                round(train / twin, 3) if temporal == "tsm" and twin else None,
+                round(cell(config, "infer_ms")),
+                round(cell(config, "peak_mb")),
             ]
         )
-    print(
-        f"\n{device}: {args.frames} frames x {args.size} px, batch {args.batch_size}; median of "
-        f"{args.rounds} processes x {args.steps} steps\n"
+        if framework == "tsm-keras" and peer:
+            summary[f"{backbone} {'TSM' if temporal == 'tsm' else 'TSN'}, {mode}: vs PyTorch"] = f"{peer / train:.2f}x"
+    caption = (
+        f"{device}: {args.frames} frames x {args.size} px, batch {args.batch_size}; median of "
+        f"{args.rounds} processes x {args.steps} steps"
     )
+    print(f"\n{caption}\n")
     header = ["backbone", "temporal", "framework", "mode", "oneDNN", "train ms/step", "range", "clips/s"]
     header += ["vs PyTorch", "shift (TSM/TSN)", "infer ms/clip", "peak MB"]
     print_table(header, rows)
+    write_entry(
+        "training-speed-vs-pytorch",
+        "training-speed",
+        "Training step of tsm-keras in each mode against a PyTorch TSM of the same model",
+        command(),
+        header,
+        rows,
+        summary=summary,
+        notes=(
+            f"{caption}. vs PyTorch: PyTorch's step time over ours (> 1: tsm-keras is faster); shift: the TSM "
+            "step over the TSN step of the same framework and mode; fused-bn is what fit.py runs on a CPU."
+        ),
+    )
 
 
 if __name__ == "__main__":

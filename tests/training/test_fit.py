@@ -19,7 +19,7 @@ from tsm_keras.layers.batch_norm import BatchNormalization
 from tsm_keras.models import build_video_classifier, parameter_overhead, temporal_modules, walk_layers
 from tsm_keras.training.callbacks import checkpoints, read_history
 from tsm_keras.training.evaluation import evaluate_run
-from tsm_keras.training.trainer import _choose_step, resolve, train
+from tsm_keras.training.trainer import _choose_step, compile_for_training, resolve, train
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -152,6 +152,26 @@ def test_the_demo_trains_with_the_fused_batch_norm(tiny_run):
     for network in (model, keras.models.load_model(run_dir / "model.keras")):
         norms = [layer for layer in walk_layers(network) if isinstance(layer, keras.layers.BatchNormalization)]
         assert len(norms) > 10 and {type(layer) for layer in norms} == {BatchNormalization}
+
+
+def test_benchmarks_compile_a_model_with_the_demos_training_set_up():
+    # benchmarks/shift_overhead.py --train times fit.py's step: `train` and it share compile_for_training.
+    o = resolve(parse_args(["--no-xla"]))
+    model = build_video_classifier(10, num_segments=4, input_size=32, temporal="tsm-online", width=0.35, weights=None)
+    assert compile_for_training(model, o, steps_per_epoch=125) is model
+    norms = [layer for layer in walk_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    assert {type(layer) for layer in norms} == {BatchNormalization}
+    config = model.optimizer.get_config()
+    assert type(model.optimizer) is keras.optimizers.AdamW and model.jit_compile is False
+    assert (config["weight_decay"], config["global_clipnorm"]) == (1e-4, 20.0)
+    schedule = config["learning_rate"]["config"]
+    assert schedule == {
+        "peak": 0.002,
+        "total_steps": 2500,
+        "warmup_steps": 125,
+        "kind": "cosine",
+        "boundaries": [1000, 2000],
+    }
 
 
 def test_a_run_resumes_with_the_step_compiled_another_way(tiny_run, tiny_data, capsys):

@@ -327,29 +327,11 @@ def train(options, log=print):
     steps = train_src.num_clips // o.batch_size
     if steps < 1:
         raise ValueError(f"{train_path}: {train_src.num_clips} training clips is less than one batch of {o.batch_size}")
-    peak = recipe.scaled_learning_rate(o.lr, o.batch_size)
-    schedule = recipe.WarmupSchedule(
-        peak,
-        total_steps=steps * o.epochs,
-        warmup_steps=int(round(o.warmup_epochs * steps)),
-        kind=o.schedule,
-        boundaries=[int(steps * o.epochs * f) for f in (0.4, 0.8)],
-    )
     with strategy.scope():
         model = build_video_classifier(**config["model"], weights=o.weights)
-        if not o.xla:  # Keras 3 trains BatchNormalization from separate ops; XLA fuses them itself
-            use_fused_batch_norm(walk_layers(model))
         if o.tune_from:
             copied = _load_all_but_the_classifier(model, o.tune_from)
-        model.compile(
-            optimizer=recipe.make_optimizer(schedule, o.weight_decay, o.clip_norm, o.head_lr_mult, o.optimizer),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[
-                keras.metrics.SparseCategoricalAccuracy(name="top1"),
-                keras.metrics.SparseTopKCategoricalAccuracy(k=min(5, len(class_names)), name="top5"),
-            ],
-            jit_compile=o.xla,
-        )
+        compile_for_training(model, o, steps)
         if o.xla == "auto":
             step_mode = f"{'XLA' if model.jit_compile else 'graph mode'}, " + step_mode
         initial_epoch = callbacks.restore_latest(model, run_dir / "checkpoints")
@@ -372,6 +354,7 @@ def train(options, log=print):
         f"data: {train_src.num_clips} training / {val_src.num_clips} validation clips, "
         f"{len(class_names)} classes ({train_path})"
     )
+    peak = recipe.scaled_learning_rate(o.lr, o.batch_size)
     log(
         f"recipe: {o.optimizer}, lr {peak:.4g} (batch {o.batch_size} on {replicas} replica(s)), {o.schedule} schedule, "
         f"{o.epochs} epochs, {_describe_crop(o.crop_scales)}, run directory {run_dir}"
@@ -435,6 +418,37 @@ def train(options, log=print):
         evaluation.write_report(summary, class_names, run_dir)
         log("\nbest model on the validation set, " + evaluation.format_summary(summary, class_names))
     return summary, run_dir, model
+
+
+def compile_for_training(model, o, steps_per_epoch):
+    """Prepares `model` to train as `train` trains it with the resolved options `o` (`resolve`;
+    `o.xla` False, True or "auto", as `_choose_step` sets it), `steps_per_epoch` steps an epoch.
+
+    Not XLA: the fused BatchNormalization. The recipe's optimiser (`o.optimizer`,
+    `o.weight_decay`, `o.clip_norm`, `o.head_lr_mult`) on its schedule (`o.lr` per 64 clips
+    scaled to `o.batch_size`, `o.warmup_epochs` of warm-up, then `o.schedule` to the end of
+    `o.epochs`), cross-entropy on the logits, top-1 and top-5 accuracy, `jit_compile=o.xla`.
+    The benchmarks that time fit.py's step compile their models with it. Returns `model`.
+    """
+    schedule = recipe.WarmupSchedule(
+        recipe.scaled_learning_rate(o.lr, o.batch_size),
+        total_steps=steps_per_epoch * o.epochs,
+        warmup_steps=int(round(o.warmup_epochs * steps_per_epoch)),
+        kind=o.schedule,
+        boundaries=[int(steps_per_epoch * o.epochs * f) for f in (0.4, 0.8)],
+    )
+    if not o.xla:  # Keras 3 trains BatchNormalization from separate ops; XLA fuses them itself
+        use_fused_batch_norm(walk_layers(model))
+    model.compile(
+        optimizer=recipe.make_optimizer(schedule, o.weight_decay, o.clip_norm, o.head_lr_mult, o.optimizer),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[
+            keras.metrics.SparseCategoricalAccuracy(name="top1"),
+            keras.metrics.SparseTopKCategoricalAccuracy(k=min(5, model.output_shape[-1]), name="top5"),
+        ],
+        jit_compile=o.xla,
+    )
+    return model
 
 
 def _load_all_but_the_classifier(model, run_dir):
