@@ -236,8 +236,9 @@ def _git(*args):
 
 
 def _dirty():
-    """Uncommitted changes, the ledger and its page apart (writing them is what a run does)."""
-    status = _git("status", "--porcelain", "--", ".", ":(exclude)results", ":(exclude)docs/results.md")
+    """Uncommitted changes to tracked files, the ledger and its page apart (writing them is what
+    a run does); untracked files (run directories, a script being written) do not count."""
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results", ":(exclude)docs/results.md")
     return None if status is None else bool(status)
 
 
