@@ -6,7 +6,7 @@
 One section per topic (ledger.TOPICS, in that order; topics without entries are left out), one
 subsection per entry in the order of its id, headed by an anchor `<a id="<id>"></a>` so that docs
 link it as `results.md#<id>`: the provenance line, the command, the table, for a table of several
-rows a range line for each numeric column whose values differ ("min–max", an en dash, as the
+rows a range line for each numeric column but the first (which names the row) whose values differ ("min–max", an en dash, as the
 minimum may be negative), the summary and the notes.
 
 Numbers are printed as stored: an int as an int, a float as the shortest text that reads back as
@@ -90,7 +90,7 @@ def _section(entry):
     lines += ["| " + " | ".join(_cell(number(c) if not isinstance(c, str) else c) for c in row) + " |" for row in rows]
     lines.append("")
     ranges = []
-    for i, column in enumerate(columns):
+    for i, column in enumerate(columns[1:], 1):  # the first column names the row (a seed, a model)
         values = [row[i] for row in rows if row[i] is not None]
         if numeric[i] and len(set(values)) > 1:
             ranges.append(f"- {_cell(column)} range: {number(min(values))}–{number(max(values))}")
