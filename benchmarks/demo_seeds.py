@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from ledger import command, write_entry
+from ledger import RESULTS, command, write_entry
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("clip", "stream", "stream_state")
@@ -56,6 +56,7 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--runs", type=Path, default=Path("runs/demo_seeds"))
     parser.add_argument("--repeats", type=int, choices=(1, 2), default=2, help="runs per seed (2: compare histories)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the ledger folder (default: results/)")
     parser.add_argument("--conditions", help="how the runs were made, for the ledger (e.g. 'fresh clone and venv')")
     args, extra = parser.parse_known_args()
     runs = args.runs if args.runs.is_absolute() else ROOT / args.runs
@@ -110,6 +111,7 @@ def main():
         notes="Top-1 of the float32 TFLite clip model on the 500 validation clips (1 clip per video, "
         "the run's view); training s as fit.py logs it (empty: no log beside the run).",
         conditions=args.conditions,
+        results=args.results,
     )
     drops = [row[4] for row in int8_rows]
     agreement = [row[5] for row in int8_rows]
@@ -127,6 +129,7 @@ def main():
         notes="Clip model and both streaming models (buffers as resource variables, stream; as inputs "
         "and outputs, stream_state); a streaming model sees T frames from reset.",
         conditions=args.conditions,
+        results=args.results,
     )
 
 

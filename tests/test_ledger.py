@@ -139,3 +139,46 @@ def test_docs_results_md_is_the_page_the_ledger_gives_without_tensorflow():
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_demo_seeds_records_finished_runs(tmp_path):
+    """benchmarks/demo_seeds.py reads runs that are already there (fit.py's history.csv and log,
+    convert.py's report.json) and writes the demo's two entries from them."""
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    for seed, histories in ((0, ("a", "a")), (1, ("a", "b"))):  # seed 1's repeat wrote another history
+        for run, history in zip(("a", "b"), histories):
+            (runs / f"seed{seed}-{run}" / "tflite").mkdir(parents=True)
+            (runs / f"seed{seed}-{run}" / "history.csv").write_text(f"epoch,loss\n1,{history}\n")
+        (runs / f"seed{seed}-a.log").write_text("Epoch 1/1\ntraining took 929 s\n")
+        accuracy = {"clip_float32": 95.0 + seed}
+        for kind, int8 in (("clip", 94.6), ("stream", 95.0), ("stream_state", 95.2)):
+            drop = accuracy["clip_float32"] - int8 - seed
+            accuracy |= {
+                f"{kind}_int8": int8 + seed,
+                f"{kind}_int8_drop_points": drop,
+                f"{kind}_int8_agreement_with_float": 98.8,
+            }
+        (runs / f"seed{seed}-a" / "tflite" / "report.json").write_text(json.dumps({"accuracy": accuracy}))
+    command = [
+        sys.executable,
+        "benchmarks/demo_seeds.py",
+        "--seeds",
+        "0",
+        "1",
+        "--runs",
+        str(runs),
+        "--results",
+        str(results),
+    ]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+    demo = json.loads((results / "demo-tsm-online.json").read_text())
+    assert demo["rows"] == [[0, 95.0, 929, "yes"], [1, 96.0, 929, "no"]]
+    assert demo["summary"] == {"top-1": "95.0-96.0%", "seeds": "2", "repeats identical": "1 of 2"}
+    assert f"python training/fit.py --seed 1 --deterministic --out {runs}/seed1-b" in demo["command"]
+    int8 = json.loads((results / "int8-demo-tsm-online.json").read_text())
+    assert int8["rows"][:3] == [
+        [0, "clip", 95.0, 94.6, -0.4, 98.8],
+        [0, "stream", 95.0, 95.0, 0.0, 98.8],
+        [0, "stream_state", 95.0, 95.2, 0.2, 98.8],
+    ]
+    assert int8["summary"] == {"change": "-0.4 to +0.2 points", "agreement": "98.8%"}
