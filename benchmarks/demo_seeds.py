@@ -6,7 +6,7 @@ repeat with --deterministic gives the same history.
 For each seed: `training/fit.py --seed S --deterministic` twice (run directories seedS-a and
 seedS-b, logs beside them as seedS-a.log), the two history.csv compared byte for byte (with
 `--repeats 1`, one run), then `tflite/convert.py seedS-a --int8`. A run directory that already
-holds a finished run (history.csv, and tflite/report.json for the conversion) is read, not run
+holds a finished run (summary.json, and tflite/report.json for the conversion) is read, not run
 again, so an interrupted sweep resumes. Writes two ledger
 entries: `demo-<temporal>` (top-1, training time, identical history) and `int8-demo-<temporal>`
 (each int8 model's top-1, drop and agreement with float).
@@ -34,9 +34,10 @@ def span(values, sign=""):
 
 def fit(run_dir, seed, extra):
     """Seconds of training that fit.py reported in its log, RUN_DIR.log (None without a log).
-    A finished run is read, not run again."""
+    A finished run (its summary.json, written by the final evaluation) is read, not run again;
+    an unfinished one is resumed by fit.py."""
     log = run_dir.with_name(run_dir.name + ".log")
-    if not (run_dir / "history.csv").exists():
+    if not (run_dir / "summary.json").exists():
         command = [sys.executable, "training/fit.py", "--seed", str(seed), "--deterministic", "--out", str(run_dir)]
         with open(log, "w") as out:
             subprocess.run([*command, *extra], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=True)

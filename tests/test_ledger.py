@@ -142,13 +142,14 @@ def test_docs_results_md_is_the_page_the_ledger_gives_without_tensorflow():
 
 
 def test_demo_seeds_records_finished_runs(tmp_path):
-    """benchmarks/demo_seeds.py reads runs that are already there (fit.py's history.csv and log,
-    convert.py's report.json) and writes the demo's two entries from them."""
+    """benchmarks/demo_seeds.py reads runs that are already finished (fit.py's summary.json,
+    history.csv and log, convert.py's report.json) and writes the demo's two entries from them."""
     runs, results = tmp_path / "runs", tmp_path / "results"
     for seed, histories in ((0, ("a", "a")), (1, ("a", "b"))):  # seed 1's repeat wrote another history
         for run, history in zip(("a", "b"), histories):
             (runs / f"seed{seed}-{run}" / "tflite").mkdir(parents=True)
             (runs / f"seed{seed}-{run}" / "history.csv").write_text(f"epoch,loss\n1,{history}\n")
+            (runs / f"seed{seed}-{run}" / "summary.json").write_text("{}")
         (runs / f"seed{seed}-a.log").write_text("Epoch 1/1\ntraining took 929 s\n")
         accuracy = {"clip_float32": 95.0 + seed}
         for kind, int8 in (("clip", 94.6), ("stream", 95.0), ("stream_state", 95.2)):
