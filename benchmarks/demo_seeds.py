@@ -37,6 +37,7 @@ def fit(run_dir, seed, extra):
     A finished run (its summary.json, written by the final evaluation) is read, not run again;
     an unfinished one is resumed by fit.py."""
     log = run_dir.with_name(run_dir.name + ".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
     if not (run_dir / "summary.json").exists():
         command = [sys.executable, "training/fit.py", "--seed", str(seed), "--deterministic", "--out", str(run_dir)]
         with open(log, "w") as out:
