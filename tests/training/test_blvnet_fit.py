@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.training.conftest import TINY
-from training.fit import parse_args
+from tsm_keras.commands.fit import parse_args
 from tsm_keras.models import temporal_modules
 from tsm_keras.run_dir import load_run
 from tsm_keras.training.evaluation import evaluate_run

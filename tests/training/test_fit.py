@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from tests.training.commands import run_command, run_next_commands
 from tests.training.conftest import TINY
-from training.fit import parse_args
+from tsm_keras.commands.fit import parse_args
 from tsm_keras.data.augment import SCALES
 from tsm_keras.layers.batch_norm import BatchNormalization
 from tsm_keras.models import build_video_classifier, parameter_overhead, temporal_modules, walk_layers
@@ -230,7 +230,7 @@ def test_the_default_demo_chain_ends_in_int8_streaming_models(tiny_data, tmp_pat
     """`python training/fit.py` (the demo profile, at tiny sizes on a tiny built-in set), then
     the commands it prints: convert --int8 writes the clip model and both streaming models
     in float32 and int8, benchmark.py times them, stream.py annotates a video."""
-    from training.fit import main
+    from tsm_keras.commands.fit import main
     from tsm_keras.data import synthetic
 
     monkeypatch.setattr(synthetic, "ensure_default_dataset", lambda *args, **kwargs: tiny_data)
