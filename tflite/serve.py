@@ -1,13 +1,11 @@
 """`python tflite/serve.py`: tsm-serve from a checkout (tsm_keras/commands/serve.py)."""
 
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tsm_keras.commands.serve import main
+from tsm_keras_start import serve
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(serve())

@@ -1,13 +1,11 @@
 """`python tflite/stream.py`: tsm-stream from a checkout (tsm_keras/commands/stream.py)."""
 
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tsm_keras.commands.stream import main
+from tsm_keras_start import stream
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(stream())

@@ -40,7 +40,7 @@ def describe_model(path):
     """models.json's entry of one .tflite: name, kind, precision (from the name convert.py
     gives, null otherwise) and signatures as ai_edge_litert reads them; a file that is not a
     tsm_keras video model gets `kind` null and an `error` naming it."""
-    from tsm_keras.export.kinds import PRECISIONS, file_name  # imports TensorFlow (seconds)
+    from tsm_keras.export.kinds import PRECISIONS, file_name
     from tsm_keras.export.runtime import ModelKindError, kind_of, signatures
 
     path = Path(path)
