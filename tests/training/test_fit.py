@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -127,9 +128,25 @@ def test_the_step_runs_in_graph_mode_with_onednn_unless_asked():
         message = _choose_step(o)
         chosen[" ".join(args)] = o.xla
         assert message.startswith("XLA") == o.xla
-        assert message.endswith("; oneDNN CPU kernels"), message  # the test process loads TensorFlow via tsm_keras
+        assert message.endswith("; oneDNN CPU kernels"), message  # tests/conftest.py loads TensorFlow as a command
     assert chosen == {"": False, "--backbone resnet50": False, "--backbone resnet50 --no-xla": False, "--xla": True}
     assert _choose_step(resolve(parse_args([]))).startswith("graph mode, fused BatchNormalization (`xla=True`")
+
+
+def test_eigen_kernels_on_an_x86_cpu_warn_once_with_the_remedy(monkeypatch):
+    from tsm_keras.training import trainer
+
+    monkeypatch.setattr(trainer, "onednn_enabled", lambda: False)  # as with TF_ENABLE_ONEDNN_OPTS=0
+    monkeypatch.setattr(trainer.platform, "machine", lambda: "x86_64")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # Python's own filter: once per place
+        messages = [_choose_step(resolve(parse_args([]))) for _ in range(2)]
+    assert all(message.endswith("; TensorFlow's Eigen CPU kernels") for message in messages), messages
+    assert [str(w.message) for w in caught] == [trainer.EIGEN_WARNING]
+    assert (
+        "TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow loads" in trainer.EIGEN_WARNING
+        and "tsm-fit" in trainer.EIGEN_WARNING
+    )
 
 
 def test_on_a_gpu_keras_decides_unless_asked(monkeypatch):
