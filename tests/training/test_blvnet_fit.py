@@ -44,7 +44,7 @@ def test_blvnet_settings_fail_at_start(args, message, capsys):
     "backbone,modules", [("blresnet_cpu", 6), pytest.param("blresnet50", 7, marks=pytest.mark.slow)]
 )
 def test_fit_evaluate_convert_int8(tiny_data, tmp_path, capsys, backbone, modules):
-    from tflite.convert import main as convert
+    from tsm_keras.commands.convert import main as convert
 
     lines = []
     out = tmp_path / "blvnet"
