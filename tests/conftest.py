@@ -6,12 +6,13 @@ import os
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-# TensorFlow loads here, the way the library loads it (oneDNN's CPU kernels on, see
-# tsm_keras/_startup.py), before any test module can import it first.
-import tsm_keras  # noqa: E402, F401
+# TensorFlow loads here, the way the commands load it (oneDNN's CPU kernels on, its log level
+# 2 unless set: tsm_keras_start.py), before any test module can import it first.
+from tsm_keras_start import prepare_process  # noqa: E402
+
+prepare_process()
 
 
 @pytest.fixture(scope="session")

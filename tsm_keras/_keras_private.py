@@ -4,8 +4,6 @@ They hold for the Keras range setup.cfg pins (keras>=3.15,<4). When upgrading Ke
 these functions; the tests named in each docstring exercise them.
 """
 
-import tensorflow as tf
-
 
 def input_producer(model, layer_name):
     """Name of the layer whose output is the (first) input of `layer_name` in `model`.
@@ -41,6 +39,8 @@ def patch_keras_for_multi_worker(model, strategy, dataset, multi_worker):
     Both touch private Keras functions, so they are applied to multi-worker runs only and
     checked by tests/training/test_distributed.py: re-run it when upgrading Keras.
     """
+    import tensorflow as tf  # here: the model functions above run on every Keras backend
+
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or not multi_worker:
         return
     from keras.src import tree

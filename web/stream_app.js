@@ -1,4 +1,4 @@
-// The page's twin of tflite/stream_app.py: each frame's centre square, resized with
+// The page's twin of tsm_keras/streaming/app.py: each frame's centre square, resized with
 // OpenCV's INTER_AREA rule, RGB; the streaming model's logits of this frame; their mean over
 // the last `window` steps; the top class and its softmax score.
 

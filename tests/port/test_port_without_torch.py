@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from tests.port.synthetic import mobilenet_v2_state, resnet_state
+from tsm_keras.commands.port import main
 from tsm_keras.layers import NonLocalBlock
 from tsm_keras.models import build_video_classifier, temporal_modules
 from tsm_keras.port import PortError, name_hints, parse_run_name, port_checkpoint, port_state_dict, read_checkpoint
-from tsm_keras.port.__main__ import main
 
 T, S = 4, 32
 

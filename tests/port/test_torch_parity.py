@@ -15,8 +15,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tests.port import torch_reference as ref  # noqa: E402
+from tsm_keras.commands.port import main  # noqa: E402
 from tsm_keras.port import PortError, port_checkpoint, read_checkpoint  # noqa: E402
-from tsm_keras.port.__main__ import main  # noqa: E402
 
 T = 4
 TOLERANCE = 1e-4  # max abs difference of the logits, float32

@@ -8,11 +8,7 @@ import pytest
 
 from tsm_keras.data.view import View
 from tsm_keras.export.runtime import ModelKindError, StreamRunner
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "tflite"))  # the streaming app lives next to tflite/stream.py
-
-from stream_app import (  # noqa: E402
+from tsm_keras.streaming.app import (
     Smoother,
     StreamingClassifier,
     frames_of,
@@ -21,6 +17,7 @@ from stream_app import (  # noqa: E402
     run_video,
 )
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LABELS = ["waving", "clapping", "nothing"]
 
 

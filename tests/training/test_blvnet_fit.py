@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.training.conftest import TINY
-from training.fit import parse_args
+from tsm_keras.commands.fit import parse_args
 from tsm_keras.models import temporal_modules
 from tsm_keras.run_dir import load_run
 from tsm_keras.training.evaluation import evaluate_run
@@ -44,7 +44,7 @@ def test_blvnet_settings_fail_at_start(args, message, capsys):
     "backbone,modules", [("blresnet_cpu", 6), pytest.param("blresnet50", 7, marks=pytest.mark.slow)]
 )
 def test_fit_evaluate_convert_int8(tiny_data, tmp_path, capsys, backbone, modules):
-    from tflite.convert import main as convert
+    from tsm_keras.commands.convert import main as convert
 
     lines = []
     out = tmp_path / "blvnet"

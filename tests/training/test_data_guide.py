@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from training.fit import parse_args
-from tsm_keras.port.__main__ import parse_args as port_args
+from tsm_keras.commands.fit import parse_args
+from tsm_keras.commands.port import parse_args as port_args
 from tsm_keras.training.trainer import default_run_dir, resolve
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "data.md"

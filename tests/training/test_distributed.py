@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKER = """
 import sys, numpy as np
 from tsm_keras.training.trainer import train
-from training.fit import parse_args
+from tsm_keras.commands.fit import parse_args
 out, index = sys.argv[1], sys.argv[2]
 summary, run_dir, model = train(parse_args(sys.argv[3:]), log=print)
 np.savez(f"{out}/weights-{index}.npz", *model.get_weights())

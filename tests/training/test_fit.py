@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -13,7 +14,7 @@ import tensorflow as tf
 
 from tests.training.commands import run_command, run_next_commands
 from tests.training.conftest import TINY
-from training.fit import parse_args
+from tsm_keras.commands.fit import parse_args
 from tsm_keras.data.augment import SCALES
 from tsm_keras.layers.batch_norm import BatchNormalization
 from tsm_keras.models import build_video_classifier, parameter_overhead, temporal_modules, walk_layers
@@ -127,9 +128,25 @@ def test_the_step_runs_in_graph_mode_with_onednn_unless_asked():
         message = _choose_step(o)
         chosen[" ".join(args)] = o.xla
         assert message.startswith("XLA") == o.xla
-        assert message.endswith("; oneDNN CPU kernels"), message  # the test process loads TensorFlow via tsm_keras
+        assert message.endswith("; oneDNN CPU kernels"), message  # tests/conftest.py loads TensorFlow as a command
     assert chosen == {"": False, "--backbone resnet50": False, "--backbone resnet50 --no-xla": False, "--xla": True}
     assert _choose_step(resolve(parse_args([]))).startswith("graph mode, fused BatchNormalization (`xla=True`")
+
+
+def test_eigen_kernels_on_an_x86_cpu_warn_once_with_the_remedy(monkeypatch):
+    from tsm_keras.training import trainer
+
+    monkeypatch.setattr(trainer, "onednn_enabled", lambda: False)  # as with TF_ENABLE_ONEDNN_OPTS=0
+    monkeypatch.setattr(trainer.platform, "machine", lambda: "x86_64")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # Python's own filter: once per place
+        messages = [_choose_step(resolve(parse_args([]))) for _ in range(2)]
+    assert all(message.endswith("; TensorFlow's Eigen CPU kernels") for message in messages), messages
+    assert [str(w.message) for w in caught] == [trainer.EIGEN_WARNING]
+    assert (
+        "TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow loads" in trainer.EIGEN_WARNING
+        and "tsm-fit" in trainer.EIGEN_WARNING
+    )
 
 
 def test_on_a_gpu_keras_decides_unless_asked(monkeypatch):
@@ -230,7 +247,7 @@ def test_the_default_demo_chain_ends_in_int8_streaming_models(tiny_data, tmp_pat
     """`python training/fit.py` (the demo profile, at tiny sizes on a tiny built-in set), then
     the commands it prints: convert --int8 writes the clip model and both streaming models
     in float32 and int8, benchmark.py times them, stream.py annotates a video."""
-    from training.fit import main
+    from tsm_keras.commands.fit import main
     from tsm_keras.data import synthetic
 
     monkeypatch.setattr(synthetic, "ensure_default_dataset", lambda *args, **kwargs: tiny_data)

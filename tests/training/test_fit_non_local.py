@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from training.fit import parse_args
+from tsm_keras.commands.fit import parse_args
 from tsm_keras.training.trainer import _check_resume_compatible, model_kwargs, resolve
 
 RESNET = ["--backbone", "resnet50_tv", "--weights", "none", "--input-size", "32", "--segments", "4"]

@@ -14,7 +14,7 @@ import pytest
 from tests.tiny import tiny_classifier
 from tests.training.commands import next_commands, run_command, run_next_commands
 from tests.training.conftest import TINY, USER_CLASSES
-from training.fit import parse_args
+from tsm_keras.commands.fit import parse_args
 from tsm_keras.models import build_video_classifier
 from tsm_keras.run_dir import write_run
 from tsm_keras.training.trainer import _load_all_but_the_classifier, model_kwargs, resolve

@@ -6,19 +6,13 @@ The tests skip only when no Chromium is installed; a missing Playwright or web/n
 
 import os
 import shutil
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 
 from tests.web.page import CAMERA, LABELS, load
 from tests.web.video import black_and_white_frames, number_frames, write_y4m
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tflite"))  # serve.py and the streaming app live in tflite/
-
-from serve import LITERT, WEB, make_server  # noqa: E402
+from tsm_keras.commands.serve import LITERT, WEB, make_server
 
 # A fresh profile comes from Playwright; these keep Chromium off the (closed) network.
 FLAGS = [

@@ -2,9 +2,6 @@
 same frames, the resize of OpenCV, the camera against tflite/stream.py's code on the same
 file, and clear messages for a wrong model, a too small video and a refused camera."""
 
-import os
-import sys
-
 import numpy as np
 import pytest
 
@@ -14,10 +11,7 @@ from tests.web.video import blocky_frames, number_frames, read_number, write_web
 from tsm_keras.data.view import View
 from tsm_keras.export.kinds import STREAM_STATE
 from tsm_keras.export.runtime import StreamRunner
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tflite"))  # the app of stream.py
-
-from stream_app import StreamingClassifier, frames_of, open_capture, prepare_frame, run_video  # noqa: E402
+from tsm_keras.streaming.app import StreamingClassifier, frames_of, open_capture, prepare_frame, run_video
 
 FLOAT, INT8 = "stream_state_float32.tflite", "stream_state_int8.tflite"
 
@@ -76,7 +70,7 @@ def test_int8_page_gives_litert_top_class_on_every_frame(page, int8_models, fram
 
 
 def test_page_resizes_as_opencv(page):
-    """The view's centre square, INTER_AREA, RGB: equal to stream_app.prepare_frame to the last bit on
+    """The view's centre square, INTER_AREA, RGB: equal to app.prepare_frame to the last bit on
     noise (the worst case for rounding), for shrinks by 2 (OpenCV's integer path), 3, 1
     (a crop only) and fractions, wide and tall."""
     sizes = [(64, 64, 32), (48, 72, 32), (97, 50, 32), (96, 96, 32), (41, 37, 16), (32, 40, 32), (90, 120, 64)]
@@ -99,7 +93,7 @@ def test_camera_shows_the_top_class_of_stream_py_on_the_same_file(open_page, cam
     the frames it gets (a busy page or browser misses some). Which file frame each step saw is
     read from its number in the margin. Two comparisons:
     1. the page's frames, as it read them from the video, through stream.py's code
-       (stream_app.run_video) give the page's logits within 1e-4 at every step;
+       (app.run_video) give the page's logits within 1e-4 at every step;
     2. stream.py's code on the whole file from frame 0 (decoded by OpenCV): a causal model
        with B one-frame buffers has forgotten its first frames after B steps, and its window
        of W steps after B + W (checked below). Once the page has classified B + W frames in a

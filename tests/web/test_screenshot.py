@@ -7,7 +7,6 @@ shows it). Slow: it needs a converted causal run, by default the README's demo r
 
 import json
 import os
-import sys
 import threading
 from pathlib import Path
 
@@ -17,12 +16,9 @@ import pytest
 
 from tests.web.page import history, load, recorded_rgb
 from tests.web.video import write_webm
+from tsm_keras.commands.serve import make_server
 from tsm_keras.export.runtime import StreamRunner
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tflite"))
-
-from serve import make_server  # noqa: E402
-from stream_app import StreamingClassifier, frames_of, model_view, open_capture, run_video  # noqa: E402
+from tsm_keras.streaming.app import StreamingClassifier, frames_of, model_view, open_capture, run_video
 
 DEMO_RUN = "runs/temporal_shapes-mobilenet_v2-tsm-online"
 

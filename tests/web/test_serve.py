@@ -10,12 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tsm_keras.commands.serve import LITERT, ServeError, check, make_server
+from tsm_keras.export.kinds import STREAM_STATE
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tflite"))
-
-from serve import LITERT, ServeError, check, make_server  # noqa: E402
-
-from tsm_keras.export.kinds import STREAM_STATE  # noqa: E402
 
 
 def fake_run(root, names=("stream_state_float32.tflite", "clip_float32.tflite"), labels=True):

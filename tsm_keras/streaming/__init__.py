@@ -1,4 +1,5 @@
-"""Running a causal video model frame by frame: the per-frame model and its named buffers."""
+"""Running a causal video model frame by frame: the per-frame model and its named buffers; `app`:
+the streaming .tflite on OpenCV frames (tflite/stream.py)."""
 
 from tsm_keras.streaming.model import (
     FRAME,

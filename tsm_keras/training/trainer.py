@@ -6,6 +6,7 @@
 import dataclasses
 import json
 import os
+import platform
 import re
 import tempfile
 import time
@@ -242,14 +243,22 @@ def _describe(o):
     return f"{module} on {o.backbone}{width}, {o.segments} frames{pairs} of {o.input_size} px"
 
 
+EIGEN_WARNING = (
+    "TensorFlow runs its Eigen CPU kernels in this process; its oneDNN kernels trained this "
+    "project's models faster in its benchmarks on an x86 CPU with AVX2. To train with them, set "
+    "TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow loads, or use the tsm-fit command, which does."
+)
+
+
 def _choose_step(o):
     """Sets `o.xla` when not given and returns the start line that says how the step runs.
 
     On a CPU the default is graph mode with the fused BatchNormalization: with oneDNN's
-    kernels (which `import tsm_keras` turns on, tsm_keras/_startup.py) it trained
-    TSM-MobileNetV2 and TSM-ResNet-50 faster than XLA did (docs/benchmarks.md). On a GPU, where
-    nothing has been measured here, Keras decides (`jit_compile="auto"`: XLA when every layer
-    supports it, with Keras' own BatchNormalization; `train` says what it chose).
+    kernels (which the commands turn on, tsm_keras_start.py) it trained TSM-MobileNetV2 and
+    TSM-ResNet-50 faster than XLA did (docs/benchmarks.md); on an x86 CPU running Eigen's
+    kernels it warns (`EIGEN_WARNING`). On a GPU, where nothing has been measured here, Keras
+    decides (`jit_compile="auto"`: XLA when every layer supports it, with Keras' own
+    BatchNormalization; `train` says what it chose).
     """
     asked = o.xla is not None
     if not asked and tf.config.list_physical_devices("GPU"):
@@ -261,10 +270,9 @@ def _choose_step(o):
     if tf.config.list_physical_devices("GPU"):
         return step + "; GPU speed not measured yet"
     if onednn_enabled() is False:
-        return (
-            step + "; TensorFlow's Eigen CPU kernels: oneDNN's trained 1.4-1.9x faster on the project's CPU "
-            "(TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow loads, or import tsm_keras before tensorflow)"
-        )
+        if platform.machine() in ("x86_64", "AMD64"):  # where oneDNN's kernels are the other choice
+            warnings.warn(EIGEN_WARNING, stacklevel=1)  # here: shown once, Python warns once per place
+        return step + "; TensorFlow's Eigen CPU kernels"
     return step + "; oneDNN CPU kernels"
 
 
