@@ -60,7 +60,9 @@ def multiply_adds(model):
 def measure(name, size, batch, steps):
     """One training configuration in this process: {'clips_per_s', 'peak_mb', 'before_mb'}."""
     # isort: off
-    import tsm_keras  # noqa: F401  (first: TensorFlow loads as the library loads it, oneDNN kernels on)
+    from tsm_keras_start import prepare_process  # first: oneDNN's kernels, as the commands run
+
+    prepare_process()
 
     # isort: on
     import keras

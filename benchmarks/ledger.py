@@ -238,7 +238,8 @@ def _git(*args):
 def _dirty():
     """Uncommitted changes to tracked files, the ledger and its page apart (writing them is what
     a run does); untracked files (run directories, a script being written) do not count."""
-    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results", ":(exclude)docs/results.md")
+    excluded = (":(exclude)results", ":(exclude)docs/results.md")
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *excluded)
     return None if status is None else bool(status)
 
 

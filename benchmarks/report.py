@@ -6,8 +6,8 @@
 One section per topic (ledger.TOPICS, in that order; topics without entries are left out), one
 subsection per entry in the order of its id, headed by an anchor `<a id="<id>"></a>` so that docs
 link it as `results.md#<id>`: the provenance line, the command, the table, for a table of several
-rows a range line for each numeric column but the first (which names the row) whose values differ ("min–max", an en dash, as the
-minimum may be negative), the summary and the notes.
+rows a range line for each numeric column but the first (which names the row) whose values
+differ ("min–max", an en dash, as the minimum may be negative), the summary and the notes.
 
 Numbers are printed as stored: an int as an int, a float as the shortest text that reads back as
 the same float (Python's repr), without a trailing ".0" (455.0 prints 455, 0.96 prints 0.96).

@@ -35,7 +35,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # isort: off
-import tsm_keras  # noqa: F401  (first: TensorFlow loads as the library loads it, oneDNN kernels on)
+from tsm_keras_start import prepare_process  # first: oneDNN's kernels, as the commands run
+
+prepare_process()
 
 # isort: on
 

@@ -76,7 +76,9 @@ def _group_of(op_name, groups):
 
 def profile_keras(backbone, size, batch, frames, steps, fused):
     # isort: off
-    import tsm_keras  # noqa: F401  (first: TensorFlow loads as the library loads it)
+    from tsm_keras_start import prepare_process  # first: oneDNN's kernels, as the commands run
+
+    prepare_process()
 
     # isort: on
     import tensorflow as tf

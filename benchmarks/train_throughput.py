@@ -26,7 +26,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 def measure(backbone, frames, size, batch, steps, precision, xla):
     """One configuration, in this process: {'clips_per_s', 'step_ms', 'peak_mb', 'device'}."""
     # isort: off
-    import tsm_keras  # noqa: F401  (first: TensorFlow loads as the library loads it, oneDNN kernels on)
+    from tsm_keras_start import prepare_process  # first: oneDNN's kernels, as the commands run
+
+    prepare_process()
 
     # isort: on
     import keras

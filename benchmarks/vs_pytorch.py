@@ -13,7 +13,7 @@ memory of the process:
   what fit.py runs on a CPU), xla (jit_compile), mixed (graph mode in bfloat16 on a CPU, float16
   on a GPU), eigen (graph mode with TensorFlow's Eigen kernels, TF_ENABLE_ONEDNN_OPTS=0: what
   TensorFlow runs by default on x86 CPUs without AVX-512 VNNI/BF16 or AMX; every other mode
-  runs oneDNN's kernels, which `import tsm_keras` turns on, see tsm_keras/_startup.py);
+  runs oneDNN's kernels, which the commands turn on, see tsm_keras_start.py);
 - PyTorch (eager, float32), with the independent PyTorch TSM of the tests
   (tests/port/torch_reference.py; the library never imports it).
 Every configuration runs in a fresh process, one after the other, and the whole sequence is
@@ -89,7 +89,9 @@ def keras_training(backbone, temporal, mode, frames, size, batch):
 
 def measure_keras(backbone, temporal, mode, frames, size, batch, steps):
     # isort: off
-    import tsm_keras  # noqa: F401  (first: TensorFlow loads as the library loads it, oneDNN kernels on)
+    from tsm_keras_start import prepare_process  # first: oneDNN's kernels, as the commands run
+
+    prepare_process()
 
     # isort: on
     import tensorflow as tf
