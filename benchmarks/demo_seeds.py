@@ -15,6 +15,7 @@ entries: `demo-<temporal>` (top-1, training time, identical history) and `int8-d
 import argparse
 import json
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -32,6 +33,19 @@ def span(values, sign=""):
     return low if low == high else (f"{low} to {high}" if sign else f"{low}-{high}")
 
 
+def shown(path):
+    """A path as the recorded commands give it: relative to the repository root where it lies in it."""
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+
+
+def fit_argv(run_dir, seed, extra):
+    return ["training/fit.py", "--seed", str(seed), "--deterministic", "--out", shown(run_dir), *extra]
+
+
+def convert_argv(run_dir):
+    return ["tflite/convert.py", shown(run_dir), "--int8"]
+
+
 def fit(run_dir, seed, extra):
     """Seconds of training that fit.py reported in its log, RUN_DIR.log (None without a log).
     A finished run (its summary.json, written by the final evaluation) is read, not run again;
@@ -39,9 +53,9 @@ def fit(run_dir, seed, extra):
     log = run_dir.with_name(run_dir.name + ".log")
     log.parent.mkdir(parents=True, exist_ok=True)
     if not (run_dir / "summary.json").exists():
-        command = [sys.executable, "training/fit.py", "--seed", str(seed), "--deterministic", "--out", str(run_dir)]
         with open(log, "w") as out:
-            subprocess.run([*command, *extra], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=True)
+            command = [sys.executable, *fit_argv(run_dir, seed, extra)]
+            subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=True)
     found = re.search(r"training took (\d+) s", log.read_text(errors="replace")) if log.exists() else None
     return int(found[1]) if found else None
 
@@ -49,7 +63,7 @@ def fit(run_dir, seed, extra):
 def convert(run_dir):
     report = run_dir / "tflite" / "report.json"
     if not report.exists():
-        subprocess.run([sys.executable, "tflite/convert.py", str(run_dir), "--int8"], cwd=ROOT, check=True)
+        subprocess.run([sys.executable, *convert_argv(run_dir)], cwd=ROOT, check=True)
     return json.loads(report.read_text())
 
 
@@ -89,14 +103,12 @@ def main():
             )
         print(f"seed {seed}: {demo_rows[-1]} ({time.time() - started:.0f} s)", flush=True)
 
-    shown = runs.relative_to(ROOT) if runs.is_relative_to(ROOT) else runs
-    options = " ".join(extra)
     fits = [
-        f"python training/fit.py --seed {s} --deterministic --out {shown}/seed{s}-{r} {options}".strip()
+        shlex.join(["python", *fit_argv(runs / f"seed{s}-{r}", s, extra)])
         for s in args.seeds
         for r in "ab"[: args.repeats]
     ]
-    converts = [f"python tflite/convert.py {shown}/seed{s}-a --int8" for s in args.seeds]
+    converts = [shlex.join(["python", *convert_argv(runs / f"seed{s}-a")]) for s in args.seeds]
     sweep = command()
     top1 = [row[1] for row in demo_rows]
     summary = {"top-1": f"{span(top1)}%", "seeds": str(len(top1))}
