@@ -26,8 +26,10 @@ shift-cost-layer.json or shift-cost-training-step.json.
 """
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -47,12 +49,10 @@ import tensorflow as tf
 from _timing import alternate, median_ms, print_table, spread_ms
 from ledger import command, write_entry
 
-from tsm_keras.data.synthetic import CLASS_NAMES, DEFAULT_TRAIN_PER_CLASS
 from tsm_keras.layers import TemporalShift
 from tsm_keras.layers.temporal_shift import shift_clips
 from tsm_keras.models import build_video_classifier
 from tsm_keras.models.insertion import module_name
-from tsm_keras.training.trainer import FitOptions, compile_for_training, resolve
 
 
 class Copy(keras.layers.Layer):
@@ -123,76 +123,152 @@ def layer_in_training(repeats, frames=8, size=56, channels=256):
     )
 
 
+# --train: name -> (tsm-keras backbone, PyTorch backbone or None, frame side, frames, Keras twins)
+TRAIN_CONFIGS = {
+    "resnet50-112": ("resnet50_tv", "resnet50", 112, 8, ("tsm", "copy", "tam")),
+    "resnet50-224": ("resnet50_tv", "resnet50", 224, 8, ("tsm", "copy", "tam")),
+    "mobilenet_v2-64": ("mobilenet_v2_tv", "mobilenet_v2", 64, 8, ("tsm", "copy")),
+    "mobilenet_v2-224": ("mobilenet_v2_tv", "mobilenet_v2", 224, 8, ("tsm", "copy")),
+    "blresnet50-112": ("blresnet50", None, 112, 16, ("tam", "tsm")),
+}
+DEFAULT_TRAIN = ("resnet50-112", "resnet50-224", "mobilenet_v2-64", "mobilenet_v2-224")
+
+
+def train_rounds(framework, backbone, size, frames, twins, batch, rounds, steps):
+    """One process: TSN and each twin trained in alternating rounds of `steps` steps.
+    {"wall"|"cpu": {name: [seconds per step, one per round]}}."""
+    if framework == "keras":
+        from vs_pytorch import keras_training
+
+        def make(temporal):
+            keras.utils.set_random_seed(0)
+            model, clips, labels = keras_training(
+                backbone, make_copy if temporal == "copy" else temporal, "fused-bn", frames, size, batch
+            )
+            return lambda: [model.train_on_batch(clips, labels) for _ in range(steps)]
+    else:
+        from vs_pytorch import torch_training
+
+        def make(temporal):
+            return lambda: [torch_training_steps[temporal]() for _ in range(steps)]
+
+        torch_training_steps = {t: torch_training(backbone, t, frames, size, batch)[2] for t in ("none", *twins)}
+    fns = {t: make(t) for t in ("none", *twins)}
+    for fn in fns.values():
+        fn()  # warm-up: tracing, allocation
+    result = {"wall": {t: [] for t in fns}, "cpu": {t: [] for t in fns}}
+    for _ in range(rounds):
+        for t, fn in fns.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            fn()
+            result["wall"][t].append((time.perf_counter() - wall) / steps)
+            result["cpu"][t].append((time.process_time() - cpu) / steps)
+    return result
+
+
+def _ratio(result, clock, twin):
+    """Median and quartiles of the per-round ratios twin / TSN."""
+    ratios = [a / b for a, b in zip(result[clock][twin], result[clock]["none"])]
+    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return statistics.median(ratios), q[0], q[2]
+
+
+def _in_process(config):
+    """Runs train_rounds in a fresh process (memory and threads do not carry over)."""
+    done = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--one", json.dumps(config)], capture_output=True, text=True
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode or not lines:
+        raise RuntimeError(f"{config}: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    return json.loads(lines[0][len("RESULT ") :])
+
+
 def training_step(args):
-    """TSM's training step against TSN's, ratios taken within each alternating round."""
-    rng = np.random.default_rng(0)
-    clips = rng.uniform(0, 255, (args.batch_size, args.frames, args.size, args.size, 3)).astype("float32")
-    labels = rng.integers(0, 10, args.batch_size)
-    # fit.py's set-up for the built-in demo, at this batch, in graph mode (its choice on a CPU)
-    demo = resolve(FitOptions(batch_size=args.batch_size, xla=False))
-    steps_per_epoch = len(CLASS_NAMES) * DEFAULT_TRAIN_PER_CLASS // demo.batch_size
-    steps = {}
-    for temporal in ("none", "tsm-online", "tsm"):
-        keras.utils.set_random_seed(0)
-        model = build_video_classifier(
-            10, args.backbones[0], args.frames, args.size, temporal=temporal, width=args.width, weights=None
-        )
-        compile_for_training(model, demo, steps_per_epoch)
-        steps[temporal] = lambda m=model: [m.train_on_batch(clips, labels) for _ in range(args.steps)]
+    """TSM's (and TAM's, and a copy's) training step against TSN's, in Keras and in PyTorch."""
+    columns = ["model", "framework", "TSN ms/step", "twin", "twin ms/step", "twin / TSN (wall)", "quartiles"]
+    columns += ["twin / TSN (CPU)", "CPU quartiles"]
+    rows, summary = [], {}
+    for name in args.configs:
+        backbone, torch_backbone, size, frames, twins = TRAIN_CONFIGS[name]
+        runs = [("tsm-keras", backbone, twins)]
+        if torch_backbone and not args.no_torch:
+            runs.append(("PyTorch", torch_backbone, ("tsm",)))
+        for framework, model, model_twins in runs:
+            config = dict(
+                framework="keras" if framework == "tsm-keras" else "torch",
+                backbone=model,
+                size=size,
+                frames=frames,
+                twins=model_twins,
+                batch=args.batch_size,
+                rounds=args.repeats,
+                steps=args.steps,
+            )
+            result = _in_process(config)
+            tsn = median_ms(result["wall"]["none"])
+            for twin in model_twins:
+                wall, cpu = _ratio(result, "wall", twin), _ratio(result, "cpu", twin)
+                row = [name, framework, round(tsn), twin.upper(), round(median_ms(result["wall"][twin]))]
+                row += [
+                    round(wall[0], 3),
+                    f"{wall[1]:.3f}-{wall[2]:.3f}",
+                    round(cpu[0], 3),
+                    f"{cpu[1]:.3f}-{cpu[2]:.3f}",
+                ]
+                rows.append(row)
+                print(" ".join(map(str, row)), file=sys.stderr, flush=True)
+                if twin != "copy":
+                    summary[f"{name}, {framework}: {twin.upper()} / TSN"] = (
+                        f"{wall[0]:.3f}x ({wall[1]:.3f}-{wall[2]:.3f})"
+                    )
+    load = os.getloadavg()[0]
     caption = (
-        f"Training step, {args.backbones[0]} x{args.width}, {args.batch_size} clips x {args.frames} x "
-        f"{args.size} px, fit.py's set-up for the demo: graph mode, fused BatchNormalization; TensorFlow "
-        f"{tf.__version__} on CPU ({os.cpu_count()} cores); {args.repeats} alternating rounds of "
-        f"{args.steps} steps; TSM/TSN per round: median and quartiles"
+        f"Training step against the TSN twin, {args.batch_size} clips per step (bLVNet: 16 frames, the others 8), "
+        "SGD with momentum and clipping; tsm-keras in fit.py's mode (graph, fused BatchNormalization, oneDNN), "
+        f"TensorFlow {tf.__version__}; PyTorch eager float32. Each framework and model in its own process; "
+        f"{args.repeats} alternating rounds of {args.steps} steps; a ratio is taken within each round: "
+        "median and quartiles over rounds. copy: a plain copy where each shift goes (the floor of any shift that "
+        "writes a new tensor)"
     )
     print(f"\n{caption}\n")
-    names = {"tsm-online": "causal TSM", "tsm": "TSM"}
-    rows, summary = [], {}
-    for name, clock in (("wall", time.perf_counter), ("CPU", time.process_time)):
-        times = alternate(steps, args.repeats, clock=clock)
-        row = [name, round(median_ms(times["none"]) / args.steps)]
-        row += [round(median_ms(times[t]) / args.steps) for t in names]
-        for t in names:
-            q = statistics.quantiles([a / b for a, b in zip(times[t], times["none"])], n=4)
-            row += [round(q[1], 3), f"{q[0]:.3f}-{q[2]:.3f}"]
-            summary[f"{names[t]} / TSN, {name} time"] = f"{q[1]:.3f}x"
-        rows.append(row)
-    columns = ["clock", "TSN ms/step", "causal TSM ms/step", "TSM ms/step"]
-    columns += [c for t in names.values() for c in (f"{t} / TSN", f"{t} / TSN quartiles")]
     print_table(columns, rows)
     write_entry(
-        "shift-cost-training-step",
+        "shift-cost-training",
         "shift-cost",
-        "The demo's training step: causal and bidirectional TSM against TSN",
+        "The training step of TSM, TAM and bLVNet-TAM against TSN, in tsm-keras and in PyTorch",
         command(),
         columns,
         rows,
         summary=summary,
         notes=caption + ".",
-        conditions=f"load average {os.getloadavg()[0]:.1f}",
+        conditions=f"load average {load:.1f} at the end",
     )
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--size", type=int, help="frame side (default: 224; with --train 64, the demo's)")
+    parser.add_argument("--size", type=int, default=224, help="frame side (not with --train)")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--backbones", nargs="+", default=["mobilenet_v2", "resnet50"])
     parser.add_argument("--layer", action="store_true", help="the shift layer alone, forward and backward")
-    parser.add_argument("--train", action="store_true", help="the demo's training step: TSM against TSN")
-    parser.add_argument("--width", type=float, default=0.35, help="with --train: MobileNetV2's width")
-    parser.add_argument("--batch-size", type=int, default=16, help="with --train")
-    parser.add_argument("--steps", type=int, default=3, help="with --train: steps per timed call")
+    parser.add_argument("--train", action="store_true", help="training steps against TSN, tsm-keras and PyTorch")
+    parser.add_argument("--configs", nargs="+", default=DEFAULT_TRAIN, choices=TRAIN_CONFIGS, help="with --train")
+    parser.add_argument("--no-torch", action="store_true", help="with --train: tsm-keras only")
+    parser.add_argument("--batch-size", type=int, default=4, help="with --train: clips per step")
+    parser.add_argument("--steps", type=int, default=2, help="with --train: steps per round")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one --train process, as JSON
     args = parser.parse_args(argv)
+    if args.one:
+        print("RESULT " + json.dumps(train_rounds(**json.loads(args.one))))
+        return
     if args.train:
-        args.size = args.size or 64  # the demo's
         training_step(args)
         return
     if args.layer:
         layer_in_training(args.repeats)
         return
-    args.size = args.size or 224
 
     clip = tf.constant(np.random.default_rng(0).uniform(0, 255, (1, args.frames, args.size, args.size, 3)), tf.float32)
     rows, summary = [], {}

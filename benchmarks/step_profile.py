@@ -93,7 +93,9 @@ def profile_keras(backbone, size, batch, frames, steps, fused):
     from tsm_keras._startup import onednn_enabled
 
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    model, clips, labels = keras_training(backbone, "tsm", "fused-bn" if fused else "graph", frames, size, batch)
+    model, clips, labels = keras_training(
+        backbone + "_tv", "tsm", "fused-bn" if fused else "graph", frames, size, batch
+    )
     for _ in range(3):
         model.train_on_batch(clips, labels)
     with tempfile.TemporaryDirectory() as logdir:

@@ -58,8 +58,9 @@ def _peak_mb():
 
 
 def keras_training(backbone, temporal, mode, frames, size, batch):
-    """tsm-keras's model of `backbone`, compiled for training in `mode`, and a batch for it:
-    (model, clips, labels). TensorFlow must be loaded through tsm_keras (see measure_keras)."""
+    """tsm-keras's model of `backbone` (as build_video_classifier names it), compiled for training
+    in `mode`, and a batch for it: (model, clips, labels). TensorFlow must be loaded through
+    tsm_keras (see measure_keras)."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -72,7 +73,7 @@ def keras_training(backbone, temporal, mode, frames, size, batch):
         gpus = tf.config.list_physical_devices("GPU")
         keras.mixed_precision.set_global_policy("mixed_float16" if gpus else "mixed_bfloat16")
     model = build_video_classifier(
-        NUM_CLASSES, backbone=backbone + "_tv", num_segments=frames, input_size=size, temporal=temporal
+        NUM_CLASSES, backbone=backbone, num_segments=frames, input_size=size, temporal=temporal
     )
     if mode == "fused-bn":  # graph mode with TensorFlow's fused BatchNormalization kernel
         use_fused_batch_norm(walk_layers(model))
@@ -99,7 +100,7 @@ def measure_keras(backbone, temporal, mode, frames, size, batch, steps):
     from tsm_keras._startup import onednn_enabled
 
     gpus = tf.config.list_physical_devices("GPU")
-    model, clips, labels = keras_training(backbone, temporal, mode, frames, size, batch)
+    model, clips, labels = keras_training(backbone + "_tv", temporal, mode, frames, size, batch)
     train_ms = _median_step(lambda: model.train_on_batch(clips, labels), steps)  # returns NumPy: step done
     predict = tf.function(lambda x: model(x, training=False), jit_compile=mode == "xla")
     one = clips[:1]

@@ -51,6 +51,36 @@ def test_gradient_is_the_opposite_shift(mode):
     assert not np.array_equal(grad, temporal_shift(upstream, 4, 8, mode))
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("batch,num_segments,channels,shift_div", [(2, 4, 16, 8), (3, 3, 10, 3), (1, 5, 7, 2)])
+def test_training_shift_equals_the_exported_one(mode, batch, num_segments, channels, shift_div):
+    """In training TensorFlow runs the XLA-fused selection (select_shift); inference and export the
+    slices and concatenations. Forward and gradient are the same numbers, under a traced step
+    whose batch is unknown, as in fit."""
+    x = tf.constant(frames_that_differ(batch, num_segments, 3, 2, channels, seed=3))
+    upstream = frames_that_differ(batch, num_segments, 3, 2, channels, seed=4)
+    layer = TemporalShift(num_segments, shift_div, mode)
+
+    @tf.function(input_signature=[tf.TensorSpec((None, 3, 2, channels))])
+    def step(v):
+        with tf.GradientTape() as tape:
+            tape.watch(v)
+            y = layer(v, training=True)
+            loss = tf.reduce_sum(y * upstream)
+        return y, tape.gradient(loss, v)
+
+    y, grad = step(x)
+    np.testing.assert_array_equal(y.numpy(), temporal_shift(x.numpy(), num_segments, shift_div, mode))
+    np.testing.assert_array_equal(grad.numpy(), temporal_shift(upstream, num_segments, shift_div, mode, transpose=True))
+    assert _fused_in(step)
+
+
+def _fused_in(step):
+    """Whether the traced step calls a function compiled by XLA (the fused shift)."""
+    graph = step.get_concrete_function().graph.as_graph_def()
+    return any(f.attr["_XlaMustCompile"].b for f in graph.library.function)
+
+
 def test_unidirectional_is_causal_and_bidirectional_is_not():
     x = frames_that_differ(1, 6, 2, 2, 8)
     later = x.copy()

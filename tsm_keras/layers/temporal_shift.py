@@ -1,5 +1,7 @@
 """The temporal shift of TSM (Lin, Gan and Han, ICCV 2019) as a Keras layer."""
 
+import functools
+
 import keras
 from keras import ops
 
@@ -36,6 +38,35 @@ def shift_clips(clips, fold, offsets):
             parts.append(ops.concatenate([zero, clips[:, :-1, :, channels]], axis=1))
     parts.append(clips[:, :, :, len(offsets) * fold :])
     return ops.concatenate(parts, axis=-1)
+
+
+def select_shift(clips, fold, offsets):
+    """`shift_clips`, as one selection per element: the whole clip moved a frame each way, and
+    each channel taken from the copy its slice reads. The same numbers; written for a compiler
+    that fuses it into one pass (see `_fused_shift`), where `shift_clips` needs several copies.
+    """
+    zero = ops.zeros_like(clips[:, :1])
+    moved = {+1: ops.concatenate([clips[:, 1:], zero], axis=1), -1: ops.concatenate([zero, clips[:, :-1]], axis=1)}
+    group = ops.arange(clips.shape[-1]) // fold  # channel -> its slice; slices past `offsets` stay
+    out = clips
+    for i, offset in enumerate(offsets):
+        out = ops.where(group == i, moved[offset], out)
+    return out
+
+
+@functools.cache
+def _fused_shift():
+    """TensorFlow's training-time shift: `select_shift` compiled by XLA into one fused loop.
+
+    In a training step TensorFlow runs each slice and concatenation of `shift_clips` as its own
+    pass over memory (about 2.5 copies of the tensor, forward and backward); XLA makes the
+    selection one pass that reads each source element once per output element
+    (benchmarks/shift_overhead.py --layer). Only TensorFlow's graphs need it: JAX compiles the
+    whole step with XLA anyway. Exported models keep `shift_clips` (int8 TFLite builtins).
+    """
+    import tensorflow as tf
+
+    return tf.function(select_shift, jit_compile=True)
 
 
 @keras.saving.register_keras_serializable(package="tsm_keras")
@@ -91,7 +122,7 @@ class TemporalShift(TemporalLayer):
                 f"shift_div={self.shift_div}, so no channel would move. Received {tuple(shape)}"
             )
 
-    def call(self, x):
+    def call(self, x, training=False):
         self.check_shape(x.shape)
         _, height, width, channels = x.shape
         fold = shift_fold(channels, self.shift_div)
@@ -102,6 +133,11 @@ class TemporalShift(TemporalLayer):
         # 4-D tensors keep every TFLite kernel and delegate available.
         view = (-1, self.num_segments, height * width, channels)
 
+        # Training in TensorFlow: the same shift fused by XLA (see `_fused_shift`). Inference and
+        # export: slices and concatenations, which map one to one to int8 TFLite builtins.
+        fused = training and keras.backend.backend() == "tensorflow"
+        move = _fused_shift() if fused else shift_clips
+
         # The shift is a permutation with zeros, so its gradient is the opposite shift. Said
         # explicitly, the backward pass is one shift as well; TensorFlow's own gradient of the
         # slices and concatenations took 3x longer (docs/benchmarks.md, "The shift in training").
@@ -109,10 +145,10 @@ class TemporalShift(TemporalLayer):
         def shift(x):
             def gradient(*args, upstream=None):
                 upstream = args[0] if upstream is None else upstream
-                moved = shift_clips(ops.reshape(upstream, view), fold, [-o for o in offsets])
+                moved = move(ops.reshape(upstream, view), fold, tuple(-o for o in offsets))
                 return ops.reshape(moved, ops.shape(upstream))
 
-            return ops.reshape(shift_clips(ops.reshape(x, view), fold, offsets), ops.shape(x)), gradient
+            return ops.reshape(move(ops.reshape(x, view), fold, offsets), ops.shape(x)), gradient
 
         return shift(x)
 
