@@ -20,9 +20,7 @@ import tensorflow as tf
 from tsm_keras._keras_private import patch_keras_for_multi_worker
 from tsm_keras._startup import onednn_enabled
 from tsm_keras.data.augment import SCALES
-from tsm_keras.data.labels import write_labels
 from tsm_keras.data.view import View, preprocessing
-from tsm_keras.files import write_json
 from tsm_keras.layers import TemporalAggregation, TemporalShift
 from tsm_keras.layers.batch_norm import use_fused_batch_norm
 from tsm_keras.models import (
@@ -35,7 +33,7 @@ from tsm_keras.models import (
     walk_layers,
 )
 from tsm_keras.models.blvnet import check_big_little
-from tsm_keras.run_dir import CONFIG, LABELS, MODEL, load_run
+from tsm_keras.run_dir import CONFIG, RunError, is_run, load_run, read_config, write_config
 from tsm_keras.training import callbacks, distribute, evaluation, recipe
 
 
@@ -189,8 +187,10 @@ def _tuned_architecture(options):
             f"`tune_from={options.tune_from}`: no {CONFIG} there (a run directory from "
             "training/fit.py or python -m tsm_keras.port)"
         )
-    with open(config) as f:
-        source = json.load(f).get("model") or {}
+    try:
+        source = read_config(config)["model"]
+    except RunError as error:
+        raise ValueError(f"`tune_from={options.tune_from}`: {error}") from None
     # build_video_classifier's defaults, for keys an older or ported config leaves out
     source = {"width": 1.0, "temporal": "tsm", "shift_div": 8, **COMMON, **source}
     for key in ("backbone", "width"):
@@ -346,8 +346,7 @@ def train(options, log=print):
 
     if chief:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / CONFIG, config)
-        write_labels(run_dir / LABELS, class_names)
+        write_config(run_dir, config, class_names)
     modules = len(temporal_modules(model, (TemporalShift, TemporalAggregation)))
     log(f"{_describe(o)}: {modules} temporal modules, {model.count_params():,} parameters")
     log(f"training step: {step_mode}" + ("; deterministic (TensorFlow's op determinism)" if o.deterministic else ""))
@@ -413,12 +412,12 @@ def train(options, log=print):
             shuffle=False,
         )
     log(f"training took {time.time() - start:.0f} s")
-    if model.stop_training and not (run_dir / MODEL).exists():
+    if model.stop_training and not is_run(run_dir):
         raise RuntimeError("training stopped (NaN loss) before any model was saved")
 
     summary = None
     if chief:
-        best = keras.models.load_model(run_dir / MODEL)
+        best = load_run(run_dir).model
         eval_ds = data.make_eval_dataset(
             val_src, num_segments=o.segments, input_size=o.input_size, batch_size=o.batch_size, view=view
         )
@@ -507,11 +506,9 @@ def _same_settings(old, new, key=None):
 
 def _check_resume_compatible(run_dir, config):
     """A run directory resumes only the run it was made for."""
-    path = run_dir / CONFIG
-    if not path.is_file():
+    if not (run_dir / CONFIG).is_file():
         return
-    with open(path) as f:
-        old = json.load(f)
+    old = read_config(run_dir)
     keys = ("model", "class_names", "training")
     new = json.loads(json.dumps(config))
     for settings in (old, new):  # how the step is compiled does not change the run's settings
