@@ -137,7 +137,7 @@ def training_step(args):
         model = build_video_classifier(
             10, args.backbones[0], args.frames, args.size, temporal=temporal, width=args.width, weights=None
         )
-        compile_for_training(model, demo, steps_per_epoch)
+        model = compile_for_training(model, demo, steps_per_epoch)
         steps[temporal] = lambda m=model: [m.train_on_batch(clips, labels) for _ in range(args.steps)]
     caption = (
         f"Training step, {args.backbones[0]} x{args.width}, {args.batch_size} clips x {args.frames} x "

@@ -2,8 +2,6 @@
 
 import keras
 
-from tsm_keras import run_dir
-from tsm_keras.data.view import View, preprocessing
 from tsm_keras.models.backbones import get_backbone
 from tsm_keras.models.classifier import build_video_classifier
 
@@ -48,7 +46,9 @@ class VideoClassifier(keras.Model):
         """The classifier of a preset directory (or of a run written before presets), with
         its weights, class names and view. Raises `tsm_keras.run_dir.RunError` naming the file
         that is missing or wrong."""
-        run = run_dir.load_run(preset, build=cls)
+        from tsm_keras.run_dir import load_run  # here: the run directory's readers load TensorFlow
+
+        run = load_run(preset, build=cls)
         model = run.model
         model.class_names = run.class_names
         model.preprocessing = run.config.get("preprocessing") or _default_preprocessing(run.model_config)
@@ -56,12 +56,16 @@ class VideoClassifier(keras.Model):
 
     def save_to_preset(self, preset_dir):
         """Writes config.json, preprocessor.json, metadata.json and model.weights.h5 into `preset_dir`."""
+        from tsm_keras.run_dir import write_run
+
         config = {"model": self.arguments, "preprocessing": self.preprocessing}
-        run_dir.write_run(preset_dir, self, config, self.class_names)
+        write_run(preset_dir, self, config, self.class_names)
 
 
 def _default_preprocessing(arguments):
     """The paper's test view at the model's frame size, with its backbone's mean and std."""
+    from tsm_keras.data.view import View, preprocessing
+
     backbone = get_backbone(arguments.get("backbone", "mobilenet_v2"))
     size = arguments.get("input_size") or backbone.input_size
     return preprocessing(View.paper(size), backbone.mean, backbone.std)

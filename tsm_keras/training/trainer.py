@@ -22,7 +22,7 @@ from tsm_keras._startup import onednn_enabled
 from tsm_keras.data.augment import SCALES
 from tsm_keras.data.view import View, preprocessing
 from tsm_keras.layers import TemporalAggregation, TemporalShift
-from tsm_keras.layers.batch_norm import use_fused_batch_norm
+from tsm_keras.layers.batch_norm import with_fused_batch_norm
 from tsm_keras.models import (
     BACKBONES,
     TEMPORAL_LABELS,
@@ -30,7 +30,6 @@ from tsm_keras.models import (
     build_video_classifier,
     parameter_overhead,
     temporal_modules,
-    walk_layers,
 )
 from tsm_keras.models.blvnet import check_big_little
 from tsm_keras.run_dir import CONFIG, RunError, is_run, load_run, read_config, write_config
@@ -339,7 +338,7 @@ def train(options, log=print):
         model = build_video_classifier(**config["model"], weights=o.weights)
         if o.tune_from:
             copied = _load_all_but_the_classifier(model, o.tune_from)
-        compile_for_training(model, o, steps)
+        model = compile_for_training(model, o, steps)
         if o.xla == "auto":
             step_mode = f"{'XLA' if model.jit_compile else 'graph mode'}, " + step_mode
         initial_epoch = callbacks.restore_latest(model, run_dir / "checkpoints")
@@ -431,11 +430,12 @@ def compile_for_training(model, o, steps_per_epoch):
     """Prepares `model` to train as `train` trains it with the resolved options `o` (`resolve`;
     `o.xla` False, True or "auto", as `_choose_step` sets it), `steps_per_epoch` steps an epoch.
 
-    Not XLA: the fused BatchNormalization. The recipe's optimiser (`o.optimizer`,
+    Not XLA: the fused BatchNormalization, in a new model that shares every other layer
+    (`with_fused_batch_norm`): use the model it returns. The recipe's optimiser (`o.optimizer`,
     `o.weight_decay`, `o.clip_norm`, `o.head_lr_mult`) on its schedule (`o.lr` per 64 clips
     scaled to `o.batch_size`, `o.warmup_epochs` of warm-up, then `o.schedule` to the end of
     `o.epochs`), cross-entropy on the logits, top-1 and top-5 accuracy, `jit_compile=o.xla`.
-    The benchmarks that time fit.py's step compile their models with it. Returns `model`.
+    The benchmarks that time fit.py's step compile their models with it. Returns the compiled model.
     """
     schedule = recipe.WarmupSchedule(
         recipe.scaled_learning_rate(o.lr, o.batch_size),
@@ -445,7 +445,7 @@ def compile_for_training(model, o, steps_per_epoch):
         boundaries=[int(steps_per_epoch * o.epochs * f) for f in (0.4, 0.8)],
     )
     if not o.xla:  # Keras 3 trains BatchNormalization from separate ops; XLA fuses them itself
-        use_fused_batch_norm(walk_layers(model))
+        model = with_fused_batch_norm(model)
     model.compile(
         optimizer=recipe.make_optimizer(schedule, o.weight_decay, o.clip_norm, o.head_lr_mult, o.optimizer),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
