@@ -195,9 +195,7 @@ def main(argv=None):
         model = run.model
         source = f"run {run.path}"
         if config.get("temporal") != "tsm-online":
-            sys.exit(
-                f"error: {run.path / 'model.keras'}: the streaming rows need a run trained with --temporal tsm-online"
-            )
+            sys.exit(f"error: {run.path}: the streaming rows need a run trained with --temporal tsm-online")
     segments, size = int(model.input_shape[1]), int(model.input_shape[2])
     others = twins(model, config)
     if args.tam:

@@ -65,8 +65,8 @@ def keras_training(backbone, temporal, mode, frames, size, batch):
     import numpy as np
     import tensorflow as tf
 
-    from tsm_keras.layers.batch_norm import use_fused_batch_norm
-    from tsm_keras.models import build_video_classifier, walk_layers
+    from tsm_keras.layers.batch_norm import with_fused_batch_norm
+    from tsm_keras.models import build_video_classifier
     from tsm_keras.training.recipe import make_optimizer
 
     if mode == "mixed":
@@ -76,7 +76,7 @@ def keras_training(backbone, temporal, mode, frames, size, batch):
         NUM_CLASSES, backbone=backbone, num_segments=frames, input_size=size, temporal=temporal
     )
     if mode == "fused-bn":  # graph mode with TensorFlow's fused BatchNormalization kernel
-        use_fused_batch_norm(walk_layers(model))
+        model = with_fused_batch_norm(model)
     model.compile(
         optimizer=make_optimizer(LR, WEIGHT_DECAY, CLIP_NORM),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -78,4 +78,4 @@ def test_evaluate_names_its_own_flag_for_data(tmp_path, capsys):
     run = write_run(tmp_path / "ported", tiny_classifier())  # a run with no data, as a port writes
     with pytest.raises(SystemExit) as exit:
         main([str(run)])
-    assert str(exit.value).endswith("config.json names no validation data: pass --data")
+    assert str(exit.value).endswith("names no validation data (run.json): pass --data")

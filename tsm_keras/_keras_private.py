@@ -1,8 +1,48 @@
-"""Every private Keras API the project relies on, in one place.
+"""Every private Keras and TensorFlow API the project relies on, in one place.
 
-They hold for the Keras range setup.cfg pins (keras>=3.15,<4). When upgrading Keras, re-check
-these functions; the tests named in each docstring exercise them.
+Each function says why no public API does and which test exercises it. All were checked with
+Keras 3.15.1 and TensorFlow 2.21 (setup.cfg pins keras>=3.15,<4); when upgrading either,
+re-run those tests. tests/test_style.py checks that the rest of the package uses none of them.
 """
+
+# The private names used below: tests/test_style.py looks for them everywhere else.
+PRIVATE_NAMES = (
+    "_nodes_by_depth",
+    "_keras_history",
+    "_run_through_graph",
+    "_maybe_symbolic_build",
+    "_var_key",
+    "_pywrap_util_port",
+    "keras.src",
+    "tensorflow.python",
+)
+
+
+def optimizer_variable_key(optimizer, variable):
+    """The key under which `optimizer` knows `variable` (`BaseOptimizer._var_key`).
+
+    On the TensorFlow backend `update_step` receives the backend variable (a distributed one
+    under a strategy), which carries no Keras path, so an optimizer that treats some
+    variables apart (VideoSGD's classifier learning rate) recognises them by this key; Keras
+    offers no public mapping back. Tested by tests/training/test_recipe.py
+    (test_head_learning_rate_multiplier).
+    """
+    return optimizer._var_key(variable)
+
+
+def tensorflow_runs_onednn():
+    """Whether TensorFlow runs its oneDNN CPU kernels in this process (None: unknown).
+
+    TensorFlow's own test of it (`tensorflow.python.util._pywrap_util_port.IsMklEnabled`);
+    no public API says which kernels a loaded TensorFlow runs. Tested by
+    tests/test_startup.py and tests/training/test_fit.py (the Eigen warning).
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None
 
 
 def input_producer(model, layer_name):

@@ -9,9 +9,6 @@ AVX-VNNI or AMX. The tsm-keras commands set it before TensorFlow loads
 
 def onednn_enabled():
     """Whether TensorFlow runs its oneDNN CPU kernels in this process (None: unknown)."""
-    try:
-        from tensorflow.python.util import _pywrap_util_port  # TensorFlow's own test of it
+    from tsm_keras._keras_private import tensorflow_runs_onednn
 
-        return bool(_pywrap_util_port.IsMklEnabled())
-    except (ImportError, AttributeError):
-        return None
+    return tensorflow_runs_onednn()

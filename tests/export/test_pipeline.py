@@ -225,7 +225,7 @@ def test_a_run_without_data_calibrates_on_data_given_with_the_data_option(tmp_pa
     run = write_run(tmp_path / "ported", model, class_names=["left", "right"])
     refused = convert_script(run, "--int8", cwd=tmp_path)
     assert refused.returncode == 2
-    assert "config.json names no training data" in refused.stderr and "--data PATH" in refused.stderr
+    assert "names no training data (run.json)" in refused.stderr and "--data PATH" in refused.stderr
     assert not (run / "tflite").exists()
     # With --data: calibrated on its train split, validated on its val split (the clip model
     # alone: where the data comes from does not depend on the kind).

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tsm_keras.layers import batch_norm
-from tsm_keras.layers.batch_norm import use_fused_batch_norm
+from tsm_keras.layers.batch_norm import with_fused_batch_norm
 from tsm_keras.models import build_video_classifier
 from tsm_keras.models.insertion import walk_layers
 
@@ -97,18 +97,27 @@ def test_mixed_precision_keeps_float32_statistics():
     np.testing.assert_allclose(fused.moving_variance, plain.moving_variance, rtol=1e-6)
 
 
-def test_a_classifier_fused_in_place_trains_as_before():
-    def build():
+def test_a_classifier_with_the_fused_layers_trains_as_before():
+    def build(**kwargs):
         keras.utils.set_random_seed(0)
-        return build_video_classifier(4, num_segments=2, input_size=32, width=0.35, temporal="tsm-online")
+        return build_video_classifier(4, num_segments=2, input_size=32, width=0.35, temporal="tsm-online", **kwargs)
 
-    model, reference = build(), build()
-    weights = [w.copy() for w in model.get_weights()]
+    original, reference = build(), build()
+    model = with_fused_batch_norm(original)
     norms = [layer for layer in walk_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
-    assert use_fused_batch_norm(walk_layers(model)) == len(norms) == 52
-    assert all(type(layer) is batch_norm.BatchNormalization for layer in norms)
-    assert use_fused_batch_norm(walk_layers(model)) == 0  # already fused
-    for a, b in zip(model.get_weights(), weights):  # same variables, untouched
+    assert len(norms) == 52 and all(type(layer) is batch_norm.BatchNormalization for layer in norms)
+    assert with_fused_batch_norm(model) is model  # already fused
+    # The same layer names, weight paths, settings and weights; every other layer is shared.
+    assert [w.path for w in model.weights] == [w.path for w in original.weights]
+    assert [layer.get_config() for layer in norms] == [
+        layer.get_config() for layer in walk_layers(original) if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    partial = with_fused_batch_norm(build(partial_bn=True, bn_momentum=0.8))
+    partial_norms = [layer for layer in walk_layers(partial) if isinstance(layer, keras.layers.BatchNormalization)]
+    assert [layer.trainable for layer in partial_norms].count(True) == 1  # partial BN kept
+    assert {layer.momentum for layer in partial_norms} == {0.8}
+    assert model.get_layer("logits") is original.get_layer("logits")
+    for a, b in zip(model.get_weights(), original.get_weights()):
         np.testing.assert_array_equal(a, b)
     x = np.random.default_rng(6).integers(0, 255, (2, 2, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(model(x, training=True), reference(x, training=True), rtol=1e-4, atol=1e-4)
@@ -122,9 +131,7 @@ def test_checkpoints_load_across_the_two_layers(tmp_path):
     def build(fused):
         keras.utils.set_random_seed(0)
         model = build_video_classifier(4, num_segments=2, input_size=32, width=0.35, temporal="tsm-online")
-        if fused:
-            use_fused_batch_norm(walk_layers(model))
-        return model
+        return with_fused_batch_norm(model) if fused else model
 
     x = np.random.default_rng(7).integers(0, 255, (2, 2, 32, 32, 3)).astype("float32")
     for source_fused in (True, False):

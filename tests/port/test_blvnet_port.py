@@ -17,7 +17,7 @@ from tests.port import torch_reference as ref  # noqa: E402
 from tests.training.commands import run_command  # noqa: E402
 from tsm_keras.port import PortError, assign_weights, port_state_dict  # noqa: E402
 from tsm_keras.port.big_little import TAM_PARTS, read_big_little_layout  # noqa: E402
-from tsm_keras.run_dir import load_run  # noqa: E402
+from tsm_keras.run_dir import load_run, read_config  # noqa: E402
 
 FRAMES, S, K = 4, 64, 5  # 2T = 4 frames (the name's f2x2), 64 px
 RELATIVE = 1e-4
@@ -133,7 +133,7 @@ def test_ported_checkpoints_evaluate_and_convert(layout, tiny_net, tiny_data, tm
         f"python -m tsm_keras.port {shlex.quote(str(path))} --out {run} --labels {labels} --input-size {TINY}"
     )
     assert f"num_segments={FRAMES}" in ported.stdout and "backbone=blresnet50" in ported.stdout
-    config = json.loads((run / "config.json").read_text())
+    config = read_config(run)
     assert config["source"]["checkpoint"] == path.name and "streaming" not in config["source"]
     clip = np.random.default_rng(2).uniform(0, 255, (1, FRAMES, TINY, TINY, 3)).astype("float32")
     assert_close(np.asarray(load_run(run).model(clip)), torch_logits(tiny_net, clip))
@@ -142,7 +142,7 @@ def test_ported_checkpoints_evaluate_and_convert(layout, tiny_net, tiny_data, tm
     summary = json.loads((run / "eval-1clipx1crop" / "summary.json").read_text())
     assert summary["clips"] == 10
     # docs/blvnet.md's `convert.py RUN --int8 --data DATA` once; the run directories of the two
-    # layouts differ only in config.json's "source". A random network's near-tied logits make
+    # layouts differ only in run.json's "source". A random network's near-tied logits make
     # the int8 gate noise: --force (the gate is tested on trained models in tests/export).
     int8 = ["--int8", "--data", data, "--force", "--calibration-clips", "2"] if layout == "released file" else []
     run_command(f"python tflite/convert.py {run} {' '.join(int8)}")

@@ -3,11 +3,9 @@
 State dicts come from tests/port/synthetic.py (NumPy, official names) and travel as .npz.
 """
 
-import json
 import os
 import sys
 
-import keras
 import numpy as np
 import pytest
 
@@ -16,6 +14,7 @@ from tsm_keras.commands.port import main
 from tsm_keras.layers import NonLocalBlock
 from tsm_keras.models import build_video_classifier, temporal_modules
 from tsm_keras.port import PortError, name_hints, parse_run_name, port_checkpoint, port_state_dict, read_checkpoint
+from tsm_keras.run_dir import PRESET_FILES, load_run, read_config
 
 T, S = 4, 32
 
@@ -54,7 +53,8 @@ def test_mobilenet_v2_tensors_land_on_the_layers_of_the_same_name(tmp_path):
     }
     # every tensor but the 52 BN step counters
     assert ported.tensors == len(state) - sum(name.endswith("num_batches_tracked") for name in state)
-    model = keras.models.load_model(model_path)
+    assert model_path == str(tmp_path / "run")
+    model = load_run(model_path).model
     backbone = model.get_layer("backbone")
     base = "module.base_model.features"
     np.testing.assert_array_equal(  # shifted 1x1 conv (out, in, 1, 1) -> (1, 1, in, out)
@@ -82,10 +82,10 @@ def test_mobilenet_v2_tensors_land_on_the_layers_of_the_same_name(tmp_path):
     assert backbone.get_layer("bn_Conv1").epsilon == 1e-5
 
     run = tmp_path / "run"
-    assert sorted(os.listdir(run)) == ["config.json", "labels.txt", "model.keras"]
-    config = json.loads((run / "config.json").read_text())
+    assert sorted(os.listdir(run)) == sorted(PRESET_FILES)
+    config = read_config(run)
     assert config["class_names"] == [f"class_{i}" for i in range(5)]
-    assert (run / "labels.txt").read_text().split() == config["class_names"]
+    assert config["source"]["checkpoint"] == path.name
     assert config["preprocessing"]["color"] == "RGB"
     assert config["preprocessing"]["mean"] == [0.485, 0.456, 0.406]
     assert config["preprocessing"]["std"] == [0.229, 0.224, 0.225]
@@ -243,16 +243,13 @@ def test_a_failing_port_leaves_existing_outputs_alone(tmp_path, capsys):
     assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\nc\nd\ne\n")
-    keras_file = tmp_path / "single" / "tsm.keras"
-    assert (
-        main(
-            [good, "--out", str(keras_file), "--labels", str(labels), "--segments", str(T), "--shift-div", "8"]
-            + ["--input-size", str(S)]
-        )
-        == 0
-    )
-    assert sorted(os.listdir(keras_file.parent)) == ["config.json", "labels.txt", "tsm.keras"]
-    assert json.loads((keras_file.parent / "config.json").read_text())["class_names"] == list("abcde")
+    named = tmp_path / "named"
+    arguments = ["--labels", str(labels), "--segments", str(T), "--shift-div", "8", "--input-size", str(S)]
+    assert main([good, "--out", str(named), *arguments]) == 0
+    assert read_config(named)["class_names"] == list("abcde")
+    assert main([good, "--out", str(tmp_path / "single" / "tsm.keras"), *arguments]) == 2
+    assert "the porter writes a preset directory" in capsys.readouterr().err
+    assert not (tmp_path / "single").exists()
     labels.write_text("a\nb\n")
     assert (
         main([good, "--out", str(tmp_path / "x"), "--labels", str(labels), "--segments", "4", "--shift-div", "8"]) == 2
@@ -276,7 +273,7 @@ def test_settings_come_from_the_run_folder_of_a_training_checkpoint(tmp_path):
     ported, _ = port_checkpoint(path, tmp_path / "run", input_size=S)
     assert (ported.model_config["num_segments"], ported.model_config["shift_div"]) == (4, 4)
     assert f"shift_div=4 (from the folder name {folder.name})" in ported.notes
-    source = json.loads((tmp_path / "run" / "config.json").read_text())["source"]
+    source = read_config(tmp_path / "run")["source"]
     assert source["settings_from"] == f"the folder name {folder.name}" and source["dataset"] == "something"
 
 

@@ -5,7 +5,6 @@ Skipped without torch (`pip install -e .[port]`; on the project machines
 """
 
 import copy
-import json
 import os
 
 import keras
@@ -17,6 +16,7 @@ torch = pytest.importorskip("torch")
 from tests.port import torch_reference as ref  # noqa: E402
 from tsm_keras.commands.port import main  # noqa: E402
 from tsm_keras.port import PortError, port_checkpoint, read_checkpoint  # noqa: E402
+from tsm_keras.run_dir import load_run, read_config  # noqa: E402
 
 T = 4
 TOLERANCE = 1e-4  # max abs difference of the logits, float32
@@ -42,7 +42,7 @@ def torch_tsn(arch, place, bidirectional, tpool, size, non_local=False):
 
 
 def keras_logits(model_path, clip, layer="consensus"):
-    model = keras.models.load_model(model_path)
+    model = load_run(model_path).model
     if layer != "consensus":
         model = keras.Model(model.input, model.get_layer(layer).output)
     return np.asarray(model(clip))
@@ -117,7 +117,7 @@ def test_non_local_checkpoint_matches_pytorch(size, tmp_path):
     )
     assert keras_error <= FLOAT32_FACTOR * torch_error
     assert np.abs(without - expected).max() > 1000 * FLOAT32_FACTOR * torch_error
-    source = json.loads((tmp_path / "run" / "config.json").read_text())["source"]
+    source = read_config(tmp_path / "run")["source"]
     assert "clip models only" in source["streaming"]
 
 

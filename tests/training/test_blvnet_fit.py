@@ -8,7 +8,7 @@ import pytest
 from tests.training.conftest import TINY
 from tsm_keras.commands.fit import parse_args
 from tsm_keras.models import temporal_modules
-from tsm_keras.run_dir import load_run
+from tsm_keras.run_dir import load_run, read_config
 from tsm_keras.training.evaluation import evaluate_run
 from tsm_keras.training.trainer import resolve, train
 
@@ -50,7 +50,7 @@ def test_fit_evaluate_convert_int8(tiny_data, tmp_path, capsys, backbone, module
     out = tmp_path / "blvnet"
     args = ["--data", str(tiny_data), "--out", str(out), "--backbone", backbone, *TINY_BLVNET, "--epochs", "1"]
     summary, run_dir, model = train(parse_args(args), log=lines.append)
-    config = json.loads((run_dir / "config.json").read_text())["model"]
+    config = read_config(run_dir)["model"]
     assert (config["backbone"], config["temporal"], config["num_segments"]) == (backbone, "tam", 4)
     started = f"TAM (learned aggregation of frames t-1, t, t+1) on {backbone}, 4 frames (2 pairs) of 32 px"
     assert any(started in line for line in lines)

@@ -67,7 +67,7 @@ def test_two_local_workers_train_in_lockstep(tiny_data, tmp_path):
     # Only the chief (worker 0) wrote the run directory, with one trained epoch.
     history = (tmp_path / "run" / "history.csv").read_text().splitlines()
     assert len(history) == 2 and history[1].startswith("1,")
-    assert (tmp_path / "run" / "model.keras").is_file()
+    assert (tmp_path / "run" / "model.weights.h5").is_file()
     assert "validation top-1" not in outputs[1]
     # The chief's run (synchronised BatchNormalization, two replicas) evaluates and converts
     # like any other: the commands fit.py prints at the end of a run.

@@ -14,10 +14,12 @@ import tensorflow as tf
 
 from tests.training.commands import run_command, run_next_commands
 from tests.training.conftest import TINY
+from tsm_keras import VideoClassifier
 from tsm_keras.commands.fit import parse_args
 from tsm_keras.data.augment import SCALES
 from tsm_keras.layers.batch_norm import BatchNormalization
 from tsm_keras.models import build_video_classifier, parameter_overhead, temporal_modules, walk_layers
+from tsm_keras.run_dir import load_run, read_config
 from tsm_keras.training.callbacks import checkpoints, read_history
 from tsm_keras.training.evaluation import evaluate_run
 from tsm_keras.training.trainer import _choose_step, compile_for_training, resolve, train
@@ -39,12 +41,14 @@ def tiny_run(tiny_data, tmp_path_factory):
 def test_run_directory_has_everything_to_rebuild_and_report(tiny_run):
     summary, run_dir, model = tiny_run
     # A run on the user's data, trained with the multi-scale crop, keeps the paper's test view.
-    preprocessing = json.loads((run_dir / "config.json").read_text())["preprocessing"]
+    preprocessing = json.loads((run_dir / "preprocessor.json").read_text())
     assert (preprocessing["resize_short_side"], preprocessing["center_crop"]) == (37, 32)
     for name in (
         "config.json",
-        "labels.txt",
-        "model.keras",
+        "preprocessor.json",
+        "metadata.json",
+        "model.weights.h5",
+        "run.json",
         "history.csv",
         "curves.png",
         "confusion.png",
@@ -52,17 +56,15 @@ def test_run_directory_has_everything_to_rebuild_and_report(tiny_run):
         "summary.json",
     ):
         assert (run_dir / name).is_file(), name
-    config = json.loads((run_dir / "config.json").read_text())
+    config = read_config(run_dir)
     assert config["model"]["num_segments"] == 4 and config["model"]["input_size"] == 32
-    assert (run_dir / "labels.txt").read_text().split() == config["class_names"]
-    assert len(config["class_names"]) == 10
-    # config.json rebuilds the same architecture; model.keras holds the best weights.
-    rebuilt = build_video_classifier(**config["model"])
-    best = keras.models.load_model(run_dir / "model.keras")
-    assert rebuilt.count_params() == best.count_params()
-    rebuilt.set_weights(best.get_weights())
+    assert len(config["class_names"]) == 10 and config["training"]["epochs"] == 2
+    assert json.loads((run_dir / "config.json").read_text())["config"] == config["model"]
+    # The run is a preset: config.json rebuilds the architecture, model.weights.h5 holds the best weights.
+    best = VideoClassifier.from_preset(run_dir)
+    assert best.class_names == config["class_names"] and best.count_params() == model.count_params()
     clip = np.random.default_rng(0).uniform(0, 255, (1, 4, 32, 32, 3)).astype("float32")
-    np.testing.assert_allclose(np.asarray(rebuilt(clip)), np.asarray(best(clip)), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(load_run(run_dir).model(clip)), np.asarray(best(clip)), atol=1e-6)
     rows = read_history(run_dir / "history.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert {"loss", "top1", "val_loss", "val_top1", "learning_rate"} <= set(rows[0])
@@ -164,18 +166,19 @@ def test_on_a_gpu_keras_decides_unless_asked(monkeypatch):
 
 def test_the_demo_trains_with_the_fused_batch_norm(tiny_run):
     # In graph mode fit.py gives every BatchNormalization TensorFlow's fused training kernel
-    # (tsm_keras.layers.batch_norm); the saved model loads with it and infers as Keras' layer.
+    # (tsm_keras.layers.batch_norm); its saved weights load into Keras' layer, which infers alike.
     _, run_dir, model = tiny_run
-    for network in (model, keras.models.load_model(run_dir / "model.keras")):
+    loaded = load_run(run_dir).model
+    for network, kind in ((model, BatchNormalization), (loaded, keras.layers.BatchNormalization)):
         norms = [layer for layer in walk_layers(network) if isinstance(layer, keras.layers.BatchNormalization)]
-        assert len(norms) > 10 and {type(layer) for layer in norms} == {BatchNormalization}
+        assert len(norms) > 10 and {type(layer) for layer in norms} == {kind}
 
 
 def test_benchmarks_compile_a_model_with_the_demos_training_set_up():
     # benchmarks/shift_overhead.py --train times fit.py's step: `train` and it share compile_for_training.
     o = resolve(parse_args(["--no-xla"]))
     model = build_video_classifier(10, num_segments=4, input_size=32, temporal="tsm-online", width=0.35, weights=None)
-    assert compile_for_training(model, o, steps_per_epoch=125) is model
+    model = compile_for_training(model, o, steps_per_epoch=125)
     norms = [layer for layer in walk_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
     assert {type(layer) for layer in norms} == {BatchNormalization}
     config = model.optimizer.get_config()
@@ -229,7 +232,7 @@ def test_tam_trains_end_to_end_and_reports_its_parameters(tiny_data, tmp_path, t
     summary, run_dir, model = train(
         parse_args(fit_args(tiny_data, out, "--temporal", temporal, "--epochs", "1")), log=lines.append
     )
-    assert json.loads((run_dir / "config.json").read_text())["model"]["temporal"] == temporal
+    assert read_config(run_dir)["model"]["temporal"] == temporal
     assert summary["clips"] == 10
     # The start-up summary: r * C per module and the total against the 2D model.
     overhead = parameter_overhead(model)
@@ -238,7 +241,7 @@ def test_tam_trains_end_to_end_and_reports_its_parameters(tiny_data, tmp_path, t
     line = next(l for l in lines if l.startswith("temporal parameters:"))
     assert f"{window * channels[0]:,}, " in line and f"+{overhead.total:,} on the {overhead.base:,}" in line
     # The best model reloads with its learned aggregation weights.
-    loaded = keras.models.load_model(run_dir / "model.keras")
+    loaded = load_run(run_dir).model
     clip = np.random.default_rng(0).uniform(0, 255, (1, 4, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(loaded(clip)), np.asarray(model(clip)), atol=1e-5)
 
@@ -254,7 +257,7 @@ def test_the_default_demo_chain_ends_in_int8_streaming_models(tiny_data, tmp_pat
     out = tmp_path / "demo"
     main(["--out", str(out), *TINY[2:], "--epochs", "1"])  # no --data: the built-in demo
     printed = capsys.readouterr().out
-    assert json.loads((out / "config.json").read_text())["model"]["temporal"] == "tsm-online"
+    assert read_config(out)["model"]["temporal"] == "tsm-online"
     run_next_commands(printed, out)
     tflite = out / "tflite"
     streaming = {f"{kind}_{p}.tflite" for kind in ("stream", "stream_state") for p in ("float32", "int8")}
@@ -270,7 +273,7 @@ def test_the_default_demo_chain_ends_in_int8_streaming_models(tiny_data, tmp_pat
     # One view from training to phone: the demo trains on whole frames, is evaluated, calibrated
     # and gated on whole frames, and the app crops whole frames.
     view = {"resize_short_side": 32, "center_crop": 32}
-    config = json.loads((out / "config.json").read_text())
+    config = read_config(out)
     assert {k: config["preprocessing"][k] for k in view} == view
     assert json.loads((tflite / "report.json").read_text())["preprocessing"] == view
     assert f"# view: short side to 32 px, centre 32 px ({tflite / 'report.json'})" in streamed.stdout
@@ -286,4 +289,4 @@ def test_deterministic_runs_of_one_seed_give_the_same_history(tiny_data, tmp_pat
         histories.append((out / "history.csv").read_text())
     assert "; deterministic (TensorFlow's op determinism)" in printed[0]
     assert histories[0] == histories[1] and histories[0].count("\n") == 3
-    assert json.loads((tmp_path / "first" / "config.json").read_text())["training"]["deterministic"] is True
+    assert read_config(tmp_path / "first")["training"]["deterministic"] is True

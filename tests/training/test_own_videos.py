@@ -4,7 +4,6 @@ The folder (tests/training/conftest.py `own_videos`) mixes codecs and aspect rat
 class named "wave hello", and sits in "my videos"; the runs go to "my runs": every printed
 command must survive the spaces."""
 
-import json
 import re
 import shlex
 
@@ -16,7 +15,7 @@ from tests.training.commands import next_commands, run_command, run_next_command
 from tests.training.conftest import TINY, USER_CLASSES
 from tsm_keras.commands.fit import parse_args
 from tsm_keras.models import build_video_classifier
-from tsm_keras.run_dir import write_run
+from tsm_keras.run_dir import read_config, write_run
 from tsm_keras.training.trainer import _load_all_but_the_classifier, model_kwargs, resolve
 
 # TINY without --weights: a fine-tuned run takes its weights from --tune-from.
@@ -29,10 +28,10 @@ def fit(data, out, *extra):
     return run_command(command).stdout
 
 
-def load_in_a_fresh_process(model_file):
-    """What a user's own script does: `import tsm_keras` registers the layers; nothing else."""
-    script = "import sys, keras, tsm_keras; print(keras.models.load_model(sys.argv[1]).output_shape)"
-    return run_command(shlex.join(["python", "-c", script, str(model_file)])).stdout
+def load_in_a_fresh_process(preset):
+    """What a user's own script does: load the run as a preset; nothing else."""
+    script = "import sys, tsm_keras; print(tsm_keras.VideoClassifier.from_preset(sys.argv[1]).output_shape)"
+    return run_command(shlex.join(["python", "-c", script, str(preset)])).stdout
 
 
 def write_source_run(path, temporal="tsm-online", classes=5):
@@ -60,7 +59,7 @@ def test_the_reference_recipe_on_own_videos_evaluates_and_converts(own_videos, t
     in CI): the only test that runs the commands fit.py prints for a plain --data run."""
     out = tmp_path / "my runs" / "sgd"
     printed = fit(own_videos, out, *TINY, "--epochs", "1")
-    config = json.loads((out / "config.json").read_text())
+    config = read_config(out)
     assert config["class_names"] == USER_CLASSES
     assert (config["training"]["optimizer"], config["model"]["temporal"]) == ("sgd", "tsm")
     assert "12 training / 3 validation clips, 3 classes" in printed  # one of five held out per class
@@ -70,7 +69,7 @@ def test_the_reference_recipe_on_own_videos_evaluates_and_converts(own_videos, t
     assert "next:" not in converted.stdout
     assert {"clip_float32.tflite", "clip_int8.tflite", "labels.txt"} <= {p.name for p in (out / "tflite").iterdir()}
     assert (out / "tflite" / "labels.txt").read_text().splitlines() == USER_CLASSES
-    assert load_in_a_fresh_process(out / "model.keras").strip() == "(None, 3)"
+    assert load_in_a_fresh_process(out).strip() == "(None, 3)"
 
 
 def test_a_fine_tuned_causal_run_on_own_videos_streams_them(own_videos, tmp_path):
@@ -94,7 +93,7 @@ def test_a_fine_tuned_causal_run_on_own_videos_streams_them(own_videos, tmp_path
         "5",
         "--mixed-precision",
     )
-    config = json.loads((out / "config.json").read_text())
+    config = read_config(out)
     assert config["model"]["temporal"] == "tsm-online" and config["model"]["partial_bn"]  # the source's module
     assert f"weight tensors from {tmp_path / 'ported run'}; a new classifier for 3 classes" in printed
     evaluated, converted = run_next_commands(printed, out)
@@ -115,7 +114,7 @@ def test_a_fine_tuned_causal_run_on_own_videos_streams_them(own_videos, tmp_path
     streamed = run_command(stream.replace("VIDEO", shlex.quote(str(video))), "--out", str(annotated))
     assert annotated.stat().st_size > 0
     assert any(name in streamed.stdout for name in USER_CLASSES)
-    assert load_in_a_fresh_process(out / "model.keras").strip() == "(None, 3)"
+    assert load_in_a_fresh_process(out).strip() == "(None, 3)"
 
 
 def test_tune_from_copies_every_weight_but_the_classifier(own_videos, tmp_path):

@@ -25,6 +25,37 @@ def test_warmup_then_steps():
     assert [float(schedule(s)) for s in (0, 39, 40, 79, 80, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
 
 
+@pytest.mark.parametrize("warmup_epochs", [1, 5])  # the demo's and the reference recipe's
+def test_keras_cosine_decay_warms_up_one_step_behind(warmup_epochs):
+    # Why WarmupSchedule stays: Keras' CosineDecay(warmup_target=, warmup_steps=) starts its
+    # warm-up at `initial_learning_rate` (0) on step 0 and reaches the peak on step W, where
+    # this schedule gives peak / W on step 0 and the peak on step W - 1 (the reference's
+    # (step + 1) / W). After the warm-up both are the same cosine, to float rounding.
+    peak, per_epoch, epochs = 0.002, 125, 20  # the demo: lr 0.008 per 64 clips at batch 16
+    total, warmup = per_epoch * epochs, per_epoch * warmup_epochs
+    ours = WarmupSchedule(peak, total, warmup, "cosine")
+    keras_schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=total - warmup, warmup_target=peak, warmup_steps=warmup
+    )
+    a, b = _curve(ours, total), _curve(keras_schedule, total)
+    np.testing.assert_allclose(b[warmup:], a[warmup:], rtol=1e-5, atol=1e-9)
+    assert b[0] == 0.0 and a[0] == pytest.approx(peak / warmup)
+    np.testing.assert_allclose(b[1:warmup], a[: warmup - 1], rtol=1e-5)  # one step behind
+    np.testing.assert_allclose(a[:warmup] - b[:warmup], peak / warmup, rtol=1e-4)
+    # Without warm-up (bLVNet-TAM's recipe) the two are one curve.
+    plain = keras.optimizers.schedules.CosineDecay(peak, decay_steps=total)
+    no_warmup = WarmupSchedule(peak, total, 0, "cosine")
+    np.testing.assert_allclose(_curve(plain, total), _curve(no_warmup, total), rtol=1e-5, atol=1e-9)
+
+
+def _curve(schedule, steps):
+    """The learning rate of every step in range(steps) (one traced function, called per step)."""
+    import tensorflow as tf
+
+    rate = tf.function(schedule)
+    return np.array([float(rate(tf.constant(step, "int64"))) for step in range(steps)])
+
+
 def test_schedule_serializes():
     schedule = WarmupSchedule(0.2, 50, 5, "step", [20, 40])
     clone = WarmupSchedule.from_config(schedule.get_config())

@@ -5,7 +5,6 @@ shows it). Slow: it needs a converted causal run, by default the README's demo r
         python -m pytest tests/web/test_screenshot.py
 """
 
-import json
 import os
 import threading
 from pathlib import Path
@@ -18,6 +17,7 @@ from tests.web.page import history, load, recorded_rgb
 from tests.web.video import write_webm
 from tsm_keras.commands.serve import make_server
 from tsm_keras.export.runtime import StreamRunner
+from tsm_keras.run_dir import read_config
 from tsm_keras.streaming.app import StreamingClassifier, frames_of, model_view, open_capture, run_video
 
 DEMO_RUN = "runs/temporal_shapes-mobilenet_v2-tsm-online"
@@ -29,7 +29,7 @@ def test_trained_run_on_a_validation_video(browser, tmp_path):
     model = run / "tflite" / "stream_state_int8.tflite"
     if not model.is_file():
         pytest.skip(f"{model}: missing (set TSM_WEB_RUN to a run converted with tflite/convert.py --int8)")
-    config = json.loads((run / "config.json").read_text())
+    config = read_config(run)
     videos = sorted((Path(config["data"]["val"]) / "val").glob("*/*.avi"))
     if not videos:
         pytest.skip(f"{config['data']['val']}/val: no validation videos")

@@ -30,7 +30,7 @@ def parse_args(argv=None):
         "--data",
         help="calibrate int8 on the train split and validate on the val split of "
         "this data (a video folder, a list file or a TFRecord folder; default: the data "
-        "named in the run's config.json)",
+        "named in the run's run.json)",
     )
     parser.add_argument(
         "--max-drop",
@@ -63,7 +63,7 @@ def main(argv=None):
         run_dir = Path(args.run_dir) if args.run_dir else newest_run(args.runs)
         if not run_dir.is_dir():
             raise RunError(f"{run_dir}: no such run directory")
-        config = read_config(run_dir / "config.json")
+        config = read_config(run_dir)
     except RunError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -79,7 +79,7 @@ def main(argv=None):
         if args.int8:
             if not train:
                 print(
-                    f"error: {run_dir / 'config.json'} names no training data to calibrate int8 on (a ported "
+                    f"error: {run_dir}: the run names no training data (run.json) to calibrate int8 on (a ported "
                     "checkpoint has none): pass --data PATH (a video folder, a list file or a TFRecord folder)",
                     file=sys.stderr,
                 )

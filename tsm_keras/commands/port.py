@@ -4,8 +4,9 @@
     python -m tsm_keras.port mobilenetv2_jester_online.pth.tar --out runs/jester_online --labels jester.txt
     python -m tsm_keras.port st2stv2-bLVNet-TAM-50-a2-b4-f8x2.pth.tar --out runs/blvnet_ssv2 --labels ssv2.txt
 
-The output folder holds model.keras, config.json and labels.txt, which training/evaluate.py
-and tflite/convert.py read. Errors are one line on stderr (exit status 2).
+The output folder is a preset (config.json, preprocessor.json, metadata.json,
+model.weights.h5, run.json: docs/training.md, "The run directory"), which training/evaluate.py,
+tflite/convert.py and tsm_keras.VideoClassifier.from_preset read. Errors are one line on stderr (exit status 2).
 """
 
 import argparse
@@ -21,11 +22,11 @@ def parse_args(argv=None):
         prog="python -m tsm_keras.port",
         description="Port an official PyTorch TSM checkpoint (ResNet-50/101, non-local ResNet-50, "
         "MobileNetV2, the streaming demo's MobileNetV2) or a bLVNet-TAM checkpoint (bLResNet-50/101) to a "
-        "Keras model plus config.json. What the tensors show (architecture, classes, shift placement, "
+        "Keras preset directory. What the tensors show (architecture, classes, shift placement, "
         "temporal pooling, non-local blocks) is inferred; the options below override or check it.",
     )
     parser.add_argument("checkpoint", help=".pth / .pth.tar (needs torch: pip install -e .[port]) or .npz state dict")
-    parser.add_argument("--out", required=True, help="output directory, or a path ending in .keras")
+    parser.add_argument("--out", required=True, help="output directory (a preset)")
     parser.add_argument(
         "--arch",
         choices=("resnet50", "resnet101", "mobilenetv2", "blresnet50", "blresnet101"),
@@ -73,7 +74,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        ported, model_path = port_checkpoint(
+        ported, preset = port_checkpoint(
             args.checkpoint,
             args.out,
             labels=args.labels,
@@ -101,7 +102,7 @@ def main(argv=None):
         )
         return 1
     config = ported.model_config
-    print(f"ported {ported.tensors} tensors into {model_path}")
+    print(f"ported {ported.tensors} tensors into the preset {preset}/")
     print("model: " + ", ".join(f"{key}={value}" for key, value in config.items()))
     for note in ported.notes:
         print(f"  {as_flags(note, vars(args))}")

@@ -1,6 +1,6 @@
 """Clips for int8 calibration and validation, read from any data the pipeline opens.
 
-A run trained by fit.py names its data in config.json (`data.train`, `data.val`); a ported
+A run trained by fit.py names its data in run.json (`data.train`, `data.val`); a ported
 checkpoint has none, and `tflite/convert.py --data PATH` supplies it (a video folder, a list
 file or a TFRecord folder). Both go through these two functions, so a clip is sampled and
 cropped the same way whatever its source: TSN segment centres, the run's view, raw RGB.

@@ -184,7 +184,7 @@ def convert_run(
     latency of every written model, report.
 
     Args:
-        run_dir: a run directory (model.keras, config.json).
+        run_dir: a run directory or preset (tsm_keras.run_dir).
         precisions: which of 'float32', 'float16', 'int8' (float32 is always written).
         calibration_clips: for int8, a re-iterable collection of training clips `(T, H, W, 3)`
             (or a callable returning a fresh iterator).

@@ -3,7 +3,8 @@
 The class is named `BatchNormalization`, as Keras' own, on purpose: Keras' weight files
 (`.weights.h5`, the weights inside `.keras`) key each layer by its class name, so a checkpoint
 of a network with these layers loads into the same network with Keras' layers and back (a run
-trained in graph mode resumes under XLA, an older run resumes with them).
+trained in graph mode resumes under XLA, an older run resumes with them). `with_fused_batch_norm`
+gives a built network these layers through Keras' public `clone_model`.
 
 Keras 3 computes a training-mode BatchNormalization from separate ops on every backend
 (mean, squared difference, variance, then the affine transform, and their gradients one by
@@ -67,16 +68,37 @@ class BatchNormalization(keras.layers.BatchNormalization):
         )
 
 
-def use_fused_batch_norm(layers):
-    """Gives each plain `keras.layers.BatchNormalization` in `layers` the fused training step.
+def with_fused_batch_norm(model):
+    """`model` with the fused training step in every plain `keras.layers.BatchNormalization`.
 
-    The layers keep their variables, names and configuration (a subclass that overrides only
-    the training computation), so a network built by keras.applications trains faster
-    without being rebuilt. Returns how many layers changed.
+    A new Functional model (`keras.models.clone_model`, nested models included) that shares
+    every other layer of `model` and puts in each Keras BatchNormalization's place a
+    `BatchNormalization` of the same configuration (name, momentum, trainable) holding a copy
+    of its weights: the same weight paths and weight files, and the same numbers. A network
+    built by keras.applications trains faster without changing anything it computes.
+    Returns `model` itself when it has no Keras BatchNormalization. Use the returned model
+    from then on: `model`'s BatchNormalization layers keep their weights and stop updating.
     """
-    changed = 0
-    for layer in layers:
-        if type(layer) is keras.layers.BatchNormalization:
-            layer.__class__ = BatchNormalization
-            changed += 1
-    return changed
+    if not any(type(layer) is keras.layers.BatchNormalization for layer in _graph_layers(model)):
+        return model
+    copies = []
+
+    def swap(layer):
+        if type(layer) is not keras.layers.BatchNormalization:
+            return layer  # shared, weights and all
+        fused = BatchNormalization.from_config(layer.get_config())
+        copies.append((layer, fused))
+        return fused
+
+    clone = keras.models.clone_model(model, clone_function=swap, recursive=True)
+    for plain, fused in copies:  # built by now, inside `clone`
+        fused.set_weights(plain.get_weights())
+    return clone
+
+
+def _graph_layers(model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _graph_layers(layer)
+        else:
+            yield layer

@@ -335,19 +335,18 @@ def _check_wrappers(model, layout, place):
 
 
 def port_checkpoint(path, out, *, labels=None, force=False, verify=True, **options):
-    """Read a checkpoint, port it and write a run directory (or a .keras file) atomically.
+    """Read a checkpoint, port it and write it as a preset (a run directory) atomically.
 
     Args:
         path: `.pth` / `.pth.tar` (needs torch) or `.npz` state dict.
-        out: a directory (gets model.keras, config.json, labels.txt) or a path ending in
-            '.keras' (config.json and labels.txt go next to it).
+        out: the preset directory to write (tsm_keras.run_dir).
         labels: a text file with one class name per line (default: class_0, class_1, ...).
         force: replace existing outputs.
         verify: reload the written model and check it gives the same outputs.
         **options: see `port_state_dict`.
 
     Returns:
-        (the `Ported` result, the path of the written model file).
+        (the `Ported` result, the path of the written preset directory).
     """
     checkpoint = read_checkpoint(path)
     ported = port_state_dict(checkpoint.state, name_hints=checkpoint.name_hints, meta=checkpoint.meta, **options)
@@ -359,8 +358,7 @@ def port_checkpoint(path, out, *, labels=None, force=False, verify=True, **optio
         "preprocessing": _preprocessing(ported.model_config),
         "source": _source(path, checkpoint, ported),
     }
-    model_path = write_run_dir(out, ported.model, config, class_names, force=force, verify=verify)
-    return ported, model_path
+    return ported, write_run_dir(out, ported.model, config, class_names, force=force, verify=verify)
 
 
 def _preprocessing(model_config):

@@ -1,10 +1,6 @@
-"""Writing a ported model as a run directory, all or nothing.
+"""Writing a ported model as a preset (a run directory: tsm_keras.run_dir), all or nothing.
 
-A run directory is what training/evaluate.py and tflite/convert.py read:
-
-    model.keras    the Keras model
-    config.json    {"model": kwargs of build_video_classifier, "class_names": [...], ...}
-    labels.txt     one class name per line
+    config.json, preprocessor.json, metadata.json, model.weights.h5, run.json ("source")
 
 Everything is written and checked in a temporary directory next to the destination and
 moved into place only at the end, so a failure never leaves a half-written model.
@@ -14,7 +10,6 @@ import os
 import shutil
 import tempfile
 
-import keras
 import numpy as np
 
 from tsm_keras import run_dir
@@ -36,46 +31,44 @@ def read_labels(path, num_classes):
 
 
 def write_run_dir(out, model, config, class_names, force=False, verify=True):
-    """Write model, config and labels to `out` atomically; returns the model file's path.
+    """Writes the preset of `model` to the directory `out` atomically; returns `out`.
 
     Args:
-        out: a directory, or a path ending in '.keras' (config.json and labels.txt are
-            then written next to it).
-        force: replace existing files of the same names.
-        verify: reload the written model and check it gives the same outputs as `model`.
+        force: replace existing preset files of the same names.
+        verify: reload the written preset and check it gives the same outputs as `model`.
     """
-    out = os.path.abspath(os.fspath(out))
-    as_file = out.endswith(".keras")
-    folder = os.path.dirname(out) if as_file else out
-    model_name = os.path.basename(out) if as_file else run_dir.MODEL
-    names = (model_name, run_dir.CONFIG, run_dir.LABELS)
+    folder = os.path.abspath(os.fspath(out))
+    if folder.endswith(".keras"):
+        raise PortError(
+            f"{out}: the porter writes a preset directory (config.json, model.weights.h5, ...): name a folder; "
+            "tsm_keras.VideoClassifier.from_preset(folder).save('model.keras') makes a .keras file of it"
+        )
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise PortError(f"{folder} exists and is not a directory")
+    names = run_dir.PRESET_FILES
     existing = [os.path.join(folder, name) for name in names if os.path.exists(os.path.join(folder, name))]
     if existing and not force:
         raise PortError(f"{existing[0]} already exists (pass `force=True` to replace it)")
-    parent = folder if as_file else os.path.dirname(folder)
+    parent = os.path.dirname(folder)
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".tsm_keras_port-", dir=parent)
     try:
         run_dir.write_run(staging, model, config, class_names)
         if verify:
-            _verify(model, os.path.join(staging, run_dir.MODEL))
-        os.replace(os.path.join(staging, run_dir.MODEL), os.path.join(staging, model_name))
-        if not as_file and not os.path.exists(folder):
+            _verify(model, staging)
+        if not os.path.exists(folder):
             os.rename(staging, folder)  # the whole directory appears at once
         else:
-            os.makedirs(folder, exist_ok=True)
-            for name in (run_dir.CONFIG, run_dir.LABELS, model_name):
+            for name in names:  # the weights before the metadata that names their sha256
                 os.replace(os.path.join(staging, name), os.path.join(folder, name))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return os.path.join(folder, model_name)
+    return folder
 
 
 def _verify(model, path):
-    """The saved file gives exactly the outputs of the model in memory, on a random clip."""
-    loaded = keras.models.load_model(path)
+    """The saved preset gives exactly the outputs of the model in memory, on a random clip."""
+    loaded = run_dir.load_run(path).model
     clip = np.random.default_rng(0).uniform(0, 255, (1,) + tuple(model.input_shape[1:])).astype("float32")
     expected, actual = np.asarray(model(clip)), np.asarray(loaded(clip))
     if not np.array_equal(expected, actual):

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from tsm_keras.files import atomic_path, atomic_write
-from tsm_keras.run_dir import MODEL, save_model
+from tsm_keras.run_dir import save_weights
 from tsm_keras.training import plots
 
 CHECKPOINT = re.compile(r"^epoch-(\d+)\.weights\.h5$")
@@ -65,7 +65,8 @@ def restore_latest(model, directory):
 
 
 class RunLogger(keras.callbacks.Callback):
-    """Keeps history.csv and curves.png up to date and saves the best model as model.keras.
+    """Keeps history.csv and curves.png up to date and saves the best weights as the run's
+    model.weights.h5 (with metadata.json: tsm_keras.run_dir).
 
     On a resumed run it keeps the rows of the epochs already done (and their best score),
     so the history of a killed and restarted run reads like an uninterrupted one.
@@ -95,7 +96,7 @@ class RunLogger(keras.callbacks.Callback):
         score = logs.get(self.monitor)
         if score is not None and score > self.best:
             self.best = float(score)
-            save_model(self.model, self.run_dir / MODEL)
+            save_weights(self.model, self.run_dir)
         write_history(self.run_dir / "history.csv", self.rows)
         with atomic_path(self.run_dir / "curves.png") as tmp:
             plots.curves(self.rows, tmp)

@@ -80,7 +80,7 @@ def evaluate_run(run_dir, data_path=None, clips=1, crops=1, dense=False, batch_s
     class_names = config["class_names"]
     data_path = data_path or config.get("data", {}).get("val")
     if not data_path:
-        raise ValueError(f"{run_dir}: config.json names no validation data: pass `data_path`")
+        raise ValueError(f"{run_dir}: the run names no validation data (run.json): pass `data_path`")
     source = data.open_source(str(data_path), split="val")
     if list(source.class_names) != list(class_names):
         raise ValueError(f"{data_path}: its classes {source.class_names} differ from the run's {class_names}")

@@ -5,6 +5,8 @@ import math
 import keras
 from keras import ops
 
+from tsm_keras._keras_private import optimizer_variable_key
+
 MOMENTUM = 0.9
 REFERENCE_BATCH = 64  # learning rates are quoted per 64 clips and scaled linearly
 
@@ -74,10 +76,10 @@ class VideoSGD(keras.optimizers.SGD):
     def build(self, variables):
         super().build(variables)
         # update_step receives backend variables (no Keras path): remember the head by key.
-        self._head_keys = {self._var_key(v) for v in variables if v.path.startswith(self.head_prefix)}
+        self._head_keys = {optimizer_variable_key(self, v) for v in variables if v.path.startswith(self.head_prefix)}
 
     def update_step(self, gradient, variable, learning_rate):
-        if self.head_lr_mult != 1.0 and self._var_key(variable) in self._head_keys:
+        if self.head_lr_mult != 1.0 and optimizer_variable_key(self, variable) in self._head_keys:
             learning_rate = learning_rate * self.head_lr_mult
         super().update_step(gradient, variable, learning_rate)
 

@@ -20,11 +20,9 @@ import tensorflow as tf
 from tsm_keras._keras_private import patch_keras_for_multi_worker
 from tsm_keras._startup import onednn_enabled
 from tsm_keras.data.augment import SCALES
-from tsm_keras.data.labels import write_labels
 from tsm_keras.data.view import View, preprocessing
-from tsm_keras.files import write_json
 from tsm_keras.layers import TemporalAggregation, TemporalShift
-from tsm_keras.layers.batch_norm import use_fused_batch_norm
+from tsm_keras.layers.batch_norm import with_fused_batch_norm
 from tsm_keras.models import (
     BACKBONES,
     TEMPORAL_LABELS,
@@ -32,10 +30,9 @@ from tsm_keras.models import (
     build_video_classifier,
     parameter_overhead,
     temporal_modules,
-    walk_layers,
 )
 from tsm_keras.models.blvnet import check_big_little
-from tsm_keras.run_dir import CONFIG, LABELS, MODEL, load_run
+from tsm_keras.run_dir import CONFIG, RunError, is_run, load_run, read_config, write_config
 from tsm_keras.training import callbacks, distribute, evaluation, recipe
 
 
@@ -189,8 +186,10 @@ def _tuned_architecture(options):
             f"`tune_from={options.tune_from}`: no {CONFIG} there (a run directory from "
             "training/fit.py or python -m tsm_keras.port)"
         )
-    with open(config) as f:
-        source = json.load(f).get("model") or {}
+    try:
+        source = read_config(config)["model"]
+    except RunError as error:
+        raise ValueError(f"`tune_from={options.tune_from}`: {error}") from None
     # build_video_classifier's defaults, for keys an older or ported config leaves out
     source = {"width": 1.0, "temporal": "tsm", "shift_div": 8, **COMMON, **source}
     for key in ("backbone", "width"):
@@ -339,15 +338,14 @@ def train(options, log=print):
         model = build_video_classifier(**config["model"], weights=o.weights)
         if o.tune_from:
             copied = _load_all_but_the_classifier(model, o.tune_from)
-        compile_for_training(model, o, steps)
+        model = compile_for_training(model, o, steps)
         if o.xla == "auto":
             step_mode = f"{'XLA' if model.jit_compile else 'graph mode'}, " + step_mode
         initial_epoch = callbacks.restore_latest(model, run_dir / "checkpoints")
 
     if chief:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / CONFIG, config)
-        write_labels(run_dir / LABELS, class_names)
+        write_config(run_dir, config, class_names)
     modules = len(temporal_modules(model, (TemporalShift, TemporalAggregation)))
     log(f"{_describe(o)}: {modules} temporal modules, {model.count_params():,} parameters")
     log(f"training step: {step_mode}" + ("; deterministic (TensorFlow's op determinism)" if o.deterministic else ""))
@@ -413,12 +411,12 @@ def train(options, log=print):
             shuffle=False,
         )
     log(f"training took {time.time() - start:.0f} s")
-    if model.stop_training and not (run_dir / MODEL).exists():
+    if model.stop_training and not is_run(run_dir):
         raise RuntimeError("training stopped (NaN loss) before any model was saved")
 
     summary = None
     if chief:
-        best = keras.models.load_model(run_dir / MODEL)
+        best = load_run(run_dir).model
         eval_ds = data.make_eval_dataset(
             val_src, num_segments=o.segments, input_size=o.input_size, batch_size=o.batch_size, view=view
         )
@@ -432,11 +430,12 @@ def compile_for_training(model, o, steps_per_epoch):
     """Prepares `model` to train as `train` trains it with the resolved options `o` (`resolve`;
     `o.xla` False, True or "auto", as `_choose_step` sets it), `steps_per_epoch` steps an epoch.
 
-    Not XLA: the fused BatchNormalization. The recipe's optimiser (`o.optimizer`,
+    Not XLA: the fused BatchNormalization, in a new model that shares every other layer
+    (`with_fused_batch_norm`): use the model it returns. The recipe's optimiser (`o.optimizer`,
     `o.weight_decay`, `o.clip_norm`, `o.head_lr_mult`) on its schedule (`o.lr` per 64 clips
     scaled to `o.batch_size`, `o.warmup_epochs` of warm-up, then `o.schedule` to the end of
     `o.epochs`), cross-entropy on the logits, top-1 and top-5 accuracy, `jit_compile=o.xla`.
-    The benchmarks that time fit.py's step compile their models with it. Returns `model`.
+    The benchmarks that time fit.py's step compile their models with it. Returns the compiled model.
     """
     schedule = recipe.WarmupSchedule(
         recipe.scaled_learning_rate(o.lr, o.batch_size),
@@ -446,7 +445,7 @@ def compile_for_training(model, o, steps_per_epoch):
         boundaries=[int(steps_per_epoch * o.epochs * f) for f in (0.4, 0.8)],
     )
     if not o.xla:  # Keras 3 trains BatchNormalization from separate ops; XLA fuses them itself
-        use_fused_batch_norm(walk_layers(model))
+        model = with_fused_batch_norm(model)
     model.compile(
         optimizer=recipe.make_optimizer(schedule, o.weight_decay, o.clip_norm, o.head_lr_mult, o.optimizer),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -507,11 +506,9 @@ def _same_settings(old, new, key=None):
 
 def _check_resume_compatible(run_dir, config):
     """A run directory resumes only the run it was made for."""
-    path = run_dir / CONFIG
-    if not path.is_file():
+    if not (run_dir / CONFIG).is_file():
         return
-    with open(path) as f:
-        old = json.load(f)
+    old = read_config(run_dir)
     keys = ("model", "class_names", "training")
     new = json.loads(json.dumps(config))
     for settings in (old, new):  # how the step is compiled does not change the run's settings
