@@ -1,28 +1,34 @@
-"""Latency of TSM vs its TSN twin (same backbone, same weights layout), Keras on the CPU.
+"""What the shift costs: TSM against its TSN twin (same backbone, same weights layout), Keras on the CPU.
 
     python benchmarks/shift_overhead.py [--frames 8] [--size 224] [--repeats 15] [--backbones mobilenet_v2 resnet50]
-    python benchmarks/shift_overhead.py --train [--repeats 15] [--steps 3]   # the first of --backbones
+    python benchmarks/shift_overhead.py --layer [--repeats 15]
+    python benchmarks/shift_overhead.py --train [--configs resnet50-112 ...] [--repeats 15] [--steps 2] [--no-torch]
 
-One clip of T frames per call, the models called alternately, medians over repeats, with
-and without XLA. The paper measured about 3% for shifting a quarter of the channels.
+Default: inference latency, one clip of T frames per call, the models called alternately, medians
+over repeats, with and without XLA. The paper measured about 3% for shifting a quarter of the
+channels.
 
 `--layer`: the shift layer alone in training, forward and backward, on a ResNet-50 stage-1
-tensor (8 frames x 56 x 56 x 256): the layer (its gradient is the opposite shift, written out)
-against the same slices and concatenations differentiated by TensorFlow, and a plain copy.
+tensor (8 frames x 56 x 56 x 256): the layer as it trains in TensorFlow (the XLA-fused selection,
+`select_shift`) and as it runs in inference and export (slices and concatenations), both with the
+opposite shift as written-out gradient, against the same slices and concatenations
+differentiated by TensorFlow, and a plain copy.
 
-`--train`: the training step of TSM against TSN, compiled by fit.py's own set-up for the built-in
-demo (`tsm_keras.training.trainer.compile_for_training`: AdamW with clipping on the demo's
-schedule, top-1/top-5 metrics; graph mode, fused BatchNormalization), on the demo's model by
-default (MobileNetV2 x0.35, 16 clips x 8 x 64 px), the causal and the bidirectional shift. Rounds
-alternate the models; each round's TSM/TSN ratio is taken within the round, and the median
-and the quartiles of those ratios are printed, in wall time and in CPU time.
+`--train`: what a user feels, the training step of TSM (and TAM, and a copy) against its TSN twin,
+for each of `--configs` (ResNet-50 at 112 and 224 px, MobileNetV2 at the demo's 64 px and at 224
+px by default; `blresnet50-112` adds bLVNet-TAM against bLVNet without TAM): torchvision's layouts,
+`--batch-size` clips of 8 frames, SGD with momentum and gradient clipping, in fit.py's mode (graph,
+fused BatchNormalization, oneDNN's kernels). The same models in PyTorch (tests/port/torch_reference.py)
+give PyTorch's TSM/TSN in the same run. Each framework and model runs in its own process, the
+variants alternating in rounds of `--steps` steps; each round's ratio to TSN is taken within the
+round, and the median and quartiles of those ratios are printed, in wall time and in CPU time.
 
-A third twin, "copy", puts a plain copy (x times a scalar variable equal to 1) where each shift
-goes: one read and one write of every shifted tensor, the least that any shift that materialises
-its output can cost. Its ratio to TSN is the floor of the TSM ratio on this machine.
+The "copy" twin puts a plain copy (x times a scalar variable equal to 1) where each shift goes:
+one read and one write of every shifted tensor, the least that any shift that materialises its
+output can cost. Its ratio to TSN is the floor of the TSM ratio on this machine.
 
 Each mode ends by writing its ledger entry (benchmarks/ledger.py): results/shift-cost-latency.json,
-shift-cost-layer.json or shift-cost-training-step.json.
+shift-cost-layer.json or shift-cost-training.json.
 """
 
 import argparse
@@ -94,8 +100,14 @@ def layer_in_training(repeats, frames=8, size=56, channels=256):
 
         return lambda: step(x).numpy()
 
-    fns = {"layer": gradient_of(layer), "autodiff": gradient_of(autodiff), "copy": gradient_of(lambda v: v * 1.0)}
-    np.testing.assert_array_equal(fns["layer"](), fns["autodiff"]())  # the same numbers
+    fns = {
+        "layer, training (fused)": gradient_of(lambda v: layer(v, training=True)),
+        "layer, inference": gradient_of(layer),
+        "autodiff": gradient_of(autodiff),
+        "copy": gradient_of(lambda v: v * 1.0),
+    }
+    for name in ("layer, training (fused)", "layer, inference"):
+        np.testing.assert_array_equal(fns[name](), fns["autodiff"]())  # the same numbers
     times = alternate(fns, repeats)
     load = os.getloadavg()[0]
     caption = (
@@ -117,7 +129,7 @@ def layer_in_training(repeats, frames=8, size=56, channels=256):
         command(),
         columns,
         rows,
-        summary={f"{name} / copy": f"{ratio[name]:.2f}x" for name in ("layer", "autodiff")},
+        summary={f"{name} / copy": f"{ratio[name]:.2f}x" for name in fns if name != "copy"},
         notes=caption + ".",
         conditions=f"load average {load:.1f}",
     )
