@@ -12,6 +12,7 @@ ledger entry, results/determinism-cost.json (benchmarks/ledger.py).
 """
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -27,12 +28,14 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 EPOCH_END = re.compile(r"(\d+)/\1 \S+ \d+s (\d+)(ms|s)/step")
 
 
-def run(deterministic, epochs, extra):
-    """(ms per step of every epoch but the first, history.csv) of one fit.py process."""
+def run(deterministic, epochs, extra, root=ROOT):
+    """(ms per step of every epoch but the first, history.csv) of one fit.py process of the
+    checkout `root`."""
     with tempfile.TemporaryDirectory() as out:
-        command = [sys.executable, str(ROOT / "training" / "fit.py"), "--epochs", str(epochs), "--out", out, *extra]
-        command += ["--deterministic"] if deterministic else []
-        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+        command = [sys.executable, str(Path(root) / "training" / "fit.py"), "--epochs", str(epochs), "--out", out]
+        command += extra + (["--deterministic"] if deterministic else [])
+        env = {**os.environ, "PYTHONPATH": str(root)}  # that checkout's package, not the installed one
+        result = subprocess.run(command, cwd=root, capture_output=True, text=True, check=True, env=env)
         history = (Path(out) / "history.csv").read_text()
     text = ANSI.sub("", result.stdout).replace("\r", "\n")
     times = []
