@@ -17,6 +17,7 @@ FORMATS = (TFLITE, ONNX, OPENVINO)
 EXTENSIONS = {TFLITE: ".tflite", ONNX: ".onnx", OPENVINO: ".xml"}  # an OpenVINO .xml has its .bin beside it
 LITERT, ONNXRUNTIME = "litert", "onnxruntime"
 RUNTIMES = {LITERT: TFLITE, ONNXRUNTIME: ONNX, OPENVINO: OPENVINO}  # runtime -> the format it runs
+RUNTIME_OF = {file_format: runtime for runtime, file_format in RUNTIMES.items()}
 # ONNX (and so OpenVINO) cannot give a graph output the name of a graph input: there the
 # explicit-state model returns buffer `state_NN_<layer>` as `state_NN_<layer>_next`.
 NEXT = "_next"
