@@ -121,33 +121,41 @@ def test_a_wrong_model_is_refused(exported, tmp_path, online_model, test_clips, 
         open_model(tflite, runtime)
 
 
-@pytest.mark.parametrize("file_format", FORMATS)
-def test_convert_run_writes_verified_files_and_stays_a_transaction(tmp_path, online_model, monkeypatch, file_format):
+def test_convert_run_writes_verified_files_and_stays_a_transaction(tmp_path, online_model, test_clips, monkeypatch):
     from tsm_keras.export.pipeline import convert_run
 
+    formats = [f for f in (ONNX, OPENVINO) if all(importlib.util.find_spec(p) for p in portable.PACKAGES[f])]
+    if not formats:
+        pytest.skip("neither onnxruntime nor openvino installed (pip install -e '.[test]')")
     run = write_run(tmp_path / "run", online_model)
-    report = convert_run(run, formats=["tflite", file_format], latency_repeats=2, log=lambda *_: None)
+    validation = list(zip(test_clips.astype("uint8"), [0, 1, 2]))
+    report = convert_run(
+        run, formats=["tflite", *formats], validation=validation, latency_repeats=2, log=lambda *_: None
+    )
     out = run / "tflite"
-    names = [file_name(kind, "float32", file_format) for kind in (CLIP, STREAM_STATE)]
-    assert all((out / name).is_file() for name in names)
     saved = json.loads((out / "report.json").read_text())
-    clip, stream = (saved["verification"][name] for name in names)
-    assert clip["runtime"] == RUNTIME[file_format] and 0 <= clip["max_abs_difference_vs_keras"] <= 1e-3
-    assert stream["max_abs_difference"] <= 1e-3 and stream["reset_max_abs_difference"] == 0.0
-    assert saved["files"][names[0]]["format"] == file_format and saved["latency"][names[1]]["per_frame_ms"] > 0
-    assert set(saved["formats"]) == {file_format} and report["formats"] == saved["formats"]
-    # The run dir or its export folder gives the streaming file of a runtime.
-    assert find_model(run, RUNTIME[file_format]) == str(out / names[1])
-    with pytest.raises(ModelFileError, match="--runtime"):
-        find_model(out / "stream_float32.tflite", RUNTIME[file_format])
+    assert set(saved["formats"]) == set(formats) and report["formats"] == saved["formats"]
+    for file_format in formats:
+        names = [file_name(kind, "float32", file_format) for kind in (CLIP, STREAM_STATE)]
+        assert all((out / name).is_file() for name in names)
+        clip, stream = (saved["verification"][name] for name in names)
+        assert clip["runtime"] == RUNTIME[file_format] and 0 <= clip["max_abs_difference_vs_keras"] <= 1e-3
+        assert stream["max_abs_difference"] <= 1e-3 and stream["reset_max_abs_difference"] == 0.0
+        assert saved["files"][names[0]]["format"] == file_format and saved["latency"][names[1]]["per_frame_ms"] > 0
+        for kind in (CLIP, STREAM_STATE):  # the same predictions as the TFLite clip model
+            assert saved["accuracy"][f"{kind}_float32_{file_format}_agreement_with_tflite"] == 100.0
+        # The run directory (or its export folder) gives the runtime's streaming file.
+        assert find_model(run, RUNTIME[file_format]) == str(out / names[1])
+        with pytest.raises(ModelFileError, match="--runtime"):
+            find_model(out / "stream_float32.tflite", RUNTIME[file_format])
 
-    # A conversion whose file is another network's fails its check and changes nothing.
+    # A conversion whose file is another network's fails its check and changes nothing (the
+    # clip models alone keep it short).
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    real = portable.convert
-    other = tiny_classifier("tsm-online", seed=3)
+    real, other = portable.convert, tiny_classifier("tsm-online", seed=3)
     monkeypatch.setattr(portable, "convert", lambda model, kind, f: real(other if kind == CLIP else model, kind, f))
     with pytest.raises(VerificationError, match="differ from Keras"):
-        convert_run(run, formats=["tflite", file_format], latency_repeats=1, log=lambda *_: None)
+        convert_run(run, formats=["tflite", formats[-1]], streaming=False, latency_repeats=1, log=lambda *_: None)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in run.iterdir() if "staging" in p.name] == []
 

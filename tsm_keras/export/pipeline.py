@@ -303,6 +303,14 @@ def convert_run(
                 validation_clips=len(val_clips),
             )
             log(f"float32 top-1 {report['accuracy']['clip_float32']:.2f} on {len(val_clips)} validation clips")
+            for (file_format, kind), path in output.portable.items():
+                logits = predict_clips(open_model(path, RUNTIME_OF[file_format]), val_clips)
+                name = f"{kind}_{FLOAT32}_{file_format}"
+                report["accuracy"][name] = top1(logits, val_labels)
+                report["accuracy"][f"{name}_agreement_with_tflite"] = float(
+                    np.mean(np.argmax(logits, 1) == np.argmax(float_logits, 1)) * 100
+                )
+                log(f"{file_format} {kind} top-1 {report['accuracy'][name]:.2f}")
 
         int8 = None
         if INT8 in precisions:
