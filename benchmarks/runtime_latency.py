@@ -24,7 +24,7 @@ same three frames: a wrong model is not timed silently.
 Each row is one (runtime, accelerator) of `RUNTIMES`; an accelerator that is not a CPU is
 added there, and a software device (a GPU emulated on the CPU) is printed as such, never as
 the speed of a GPU. Not a test: it prints a table, then writes its ledger entry,
-results/runtime-latency.json (benchmarks/ledger.py).
+results/latency-runtimes.json (benchmarks/ledger.py).
 """
 
 import argparse
@@ -152,11 +152,21 @@ def mobilenet_files(size, segments, folder):
     from tsm_keras.streaming import build_streaming_model
 
     model = build_video_classifier(
-        27, backbone="mobilenet_v2", num_segments=segments, input_size=size, temporal="tsm-online", dropout=0.0
+        27,
+        backbone="mobilenet_v2",
+        num_segments=segments,
+        input_size=size,
+        temporal="tsm-online",
+        dropout=0.0,
+        bn_momentum=0.0,
     )
-    stream = build_streaming_model(model, batch_size=1)
     rng = np.random.default_rng(0)
     clips = [rng.uniform(0, 255, (segments, size, size, 3)).astype("uint8") for _ in range(4)]
+    # A fresh network's BatchNormalization statistics make its activations vanish (logits of
+    # 1e-16): one training-mode call with momentum 0 sets them from two clips, so that the
+    # logit column compares logits of order 1.
+    model(np.stack(clips[:2]).astype("float32"), training=True)
+    stream = build_streaming_model(model, batch_size=1)
     files = {}
     for (runtime, accelerator), (precisions, _, file_format, _) in RUNTIMES.items():
         if file_format != "tflite" and not _installed(file_format):
@@ -258,7 +268,7 @@ def main(argv=None):
     load = os.getloadavg()[0]
     print(f"\n# load at the end {load:.1f}; {time.time() - started:.0f} s in all")
     write_entry(
-        "runtime-latency",
+        "latency-runtimes",
         "latency",
         "Per-frame latency of the explicit-state streaming model in LiteRT, ONNX Runtime and OpenVINO",
         command(),
