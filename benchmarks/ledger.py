@@ -70,7 +70,16 @@ FIELDS = (
 OPTIONAL = ("conditions", "summary", "notes")  # may be left out; null when written
 # Instruction sets named in `machine.isa`, and the /proc/cpuinfo flag of each.
 ISA = {"avx2": "avx2", "avx512f": "avx512f", "amx": "amx_tile"}
-PACKAGES = ("tensorflow", "keras", "ai-edge-litert", "torch", "numpy", "opencv-python-headless")
+PACKAGES = (
+    "tensorflow",
+    "keras",
+    "ai-edge-litert",
+    "onnxruntime",
+    "openvino",
+    "torch",
+    "numpy",
+    "opencv-python-headless",
+)
 ID = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 COMMIT = re.compile(r"[0-9a-f]{40}")
 

@@ -1,9 +1,12 @@
-"""LiteRT latency of a .tflite on this machine (XNNPACK), per signature.
+"""Latency of an exported model on this machine: LiteRT (XNNPACK) per signature, or ONNX Runtime / OpenVINO.
 
     python tflite/benchmark.py MODEL.tflite [--threads N] [--signature step] [--repeats 50]
+    python tflite/benchmark.py MODEL.onnx|MODEL.xml|RUN_DIR --runtime onnxruntime|openvino
 
 Prints median and spread (ms) for each signature; the explicit-state streaming model is
-run as an app runs it, each call fed the previous call's buffers. --flags prints the
+run as an app runs it, each call fed the previous call's buffers. With --runtime onnxruntime
+or openvino MODEL is a .onnx or .xml written by convert.py --formats onnx openvino (given a
+run directory: its stream_state_float32 file of that format), timed on the CPU in float32. --flags prints the
 benchmark_model flags for this model instead (used by tflite/benchmark_android.sh).
 """
 
@@ -12,10 +15,18 @@ import json
 import os
 import sys
 
+from tsm_keras.export.kinds import CLIP, LITERT, RUNTIMES, SERVING, STEP
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help=".tflite file")
+    parser.add_argument("model", help="model file (.tflite, .onnx, .xml) or a run directory")
+    parser.add_argument(
+        "--runtime",
+        choices=sorted(RUNTIMES),
+        default=LITERT,
+        help="litert (.tflite, default), onnxruntime (.onnx) or openvino (.xml)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="interpreter threads (default: cores, at most 4)")
     parser.add_argument("--signature", default=None, help="time only this signature (e.g. step)")
     parser.add_argument("--warmup", type=int, default=10)
@@ -31,26 +42,37 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from tsm_keras.export.benchmark import benchmark, benchmark_model_flags
+    from tsm_keras.export.benchmark import benchmark, benchmark_model_flags, benchmark_runner
+    from tsm_keras.export.portable import MissingRuntimeError
     from tsm_keras.export.runtime import ModelKindError
+    from tsm_keras.export.sessions import find_model, open_model
 
     try:
+        model = find_model(args.model, args.runtime)
         if args.flags:
-            print(" ".join(benchmark_model_flags(args.model)))
+            if args.runtime != LITERT:
+                raise ValueError("--flags are benchmark_model's, for a .tflite (--runtime litert)")
+            print(" ".join(benchmark_model_flags(model)))
             return 0
-        result = benchmark(
-            args.model, threads=args.threads, signature=args.signature, warmup=args.warmup, repeats=args.repeats
-        )
-    except (FileNotFoundError, ModelKindError, ValueError) as error:
+        if args.runtime == LITERT:
+            result = benchmark(
+                model, threads=args.threads, signature=args.signature, warmup=args.warmup, repeats=args.repeats
+            )
+        else:
+            runner = open_model(model, args.runtime, args.threads)
+            timed = SERVING if runner.kind == CLIP else STEP
+            if args.signature not in (None, timed):
+                raise ValueError(f"{model}: a {runner.kind} model has one call to time, {timed!r}")
+            summary = benchmark_runner(runner, warmup=args.warmup, repeats=args.repeats)
+            result = {"kind": runner.kind, "threads": runner.threads, "signatures": {timed: summary}}
+    except (FileNotFoundError, ModelKindError, ValueError, MissingRuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(
-        f"{args.model}: {result['kind']} model, {result['threads']} thread(s), "
-        f"{os.path.getsize(args.model) / 2**20:.2f} MB"
-    )
+    size = runner.size_bytes if args.runtime != LITERT else os.path.getsize(model)
+    print(f"{model}: {result['kind']} model, {args.runtime}, {result['threads']} thread(s), {size / 2**20:.2f} MB")
     print(f"{'signature':<18}{'median':>9}{'p10':>9}{'p90':>9}{'min':>9}{'max':>9}  ms, {args.repeats} runs")
     for name, s in result["signatures"].items():
         print(

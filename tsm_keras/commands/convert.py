@@ -1,8 +1,12 @@
 """Convert a trained run to TFLite: clip model, streaming models, labels.txt, report.json.
 
     python tflite/convert.py [RUN_DIR] [--int8 | --float16] [--data PATH] [--force] [--threads N]
+                             [--formats tflite onnx openvino]
 
-RUN_DIR defaults to the newest run under runs/. Files go to RUN_DIR/tflite/. With --int8
+RUN_DIR defaults to the newest run under runs/. Files go to RUN_DIR/tflite/. --formats onnx
+openvino also writes the float32 clip and explicit-state streaming models as ONNX and
+OpenVINO IR, each checked in ONNX Runtime and OpenVINO (pip install 'tsm-keras[onnx,openvino]';
+docs/deploy.md). With --int8
 the models are calibrated on the run's training data and validated on its validation data,
 or on --data (a video folder, a list file or a TFRecord folder: what a ported checkpoint
 needs). A causal run (tsm-online, tam-online) also gets its two streaming models; a
@@ -16,7 +20,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from tsm_keras.export.kinds import FLOAT16, FLOAT32, INT8, MAX_INT8_DROP
+from tsm_keras.export.kinds import FLOAT16, FLOAT32, FORMATS, INT8, MAX_INT8_DROP, RUNTIME_OF, TFLITE
 
 
 def parse_args(argv=None):
@@ -47,6 +51,14 @@ def parse_args(argv=None):
     parser.add_argument("--calibration-clips", type=int, default=100, help="training clips for int8 calibration")
     parser.add_argument("--validation-clips", type=int, default=None, help="at most this many validation clips")
     parser.add_argument("--threads", type=int, default=None, help="LiteRT threads for the latency numbers")
+    parser.add_argument(
+        "--formats",
+        nargs="+",
+        choices=FORMATS,
+        default=[TFLITE],
+        help="file formats to write (default: tflite; TFLite is always written): onnx and openvino add "
+        "the float32 clip and explicit-state models for ONNX Runtime and OpenVINO",
+    )
     return parser.parse_args(argv)
 
 
@@ -56,6 +68,7 @@ def main(argv=None):
     from tsm_keras.data import DataError, calibration_clips, validation_pairs
     from tsm_keras.data.view import View
     from tsm_keras.export.pipeline import Int8AccuracyError, convert_run
+    from tsm_keras.export.portable import MissingRuntimeError
     from tsm_keras.export.verify import VerificationError
     from tsm_keras.run_dir import RunError, newest_run, read_config
 
@@ -98,8 +111,9 @@ def main(argv=None):
             calibration_limit=args.calibration_clips,
             validation_limit=args.validation_clips,
             max_int8_drop=args.max_drop,
+            formats=args.formats,
         )
-    except RunError as error:
+    except (RunError, MissingRuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (Int8AccuracyError, VerificationError) as error:
@@ -115,6 +129,9 @@ def main(argv=None):
     elif not args.clip_only:
         model = shlex.quote(str(run_dir / "tflite" / f"stream_{INT8 if args.int8 else FLOAT32}.tflite"))
         print(f"next: python tflite/benchmark.py {model}   |   python tflite/stream.py {model} --video VIDEO")
+        for file_format in [f for f in args.formats if f != TFLITE]:
+            runtime, run = RUNTIME_OF[file_format], shlex.quote(str(run_dir))
+            print(f"      python tflite/stream.py {run} --runtime {runtime} --video VIDEO")
     return 0
 
 

@@ -1,9 +1,13 @@
-"""Streaming demo: classify a video or a camera frame by frame with a streaming .tflite.
+"""Streaming demo: classify a video or a camera frame by frame with a streaming model.
 
     python tflite/stream.py MODEL.tflite --video FILE [--video FILE2 ...] [--out annotated.mp4]
     python tflite/stream.py MODEL.tflite --camera 0 [--show]
+    python tflite/stream.py RUN_DIR --runtime onnxruntime|openvino --video FILE
 
-MODEL is a stream_*.tflite or stream_state_*.tflite written by tflite/convert.py; the class
+MODEL is a stream_*.tflite or stream_state_*.tflite written by tflite/convert.py, or with
+--runtime onnxruntime or openvino a stream_state_float32.onnx or .xml (convert.py --formats
+onnx openvino); given a run directory, the runtime's streaming model in RUN_DIR/tflite/ is
+used (stream_float32.tflite for LiteRT, stream_state_float32.onnx / .xml otherwise). The class
 names come from labels.txt beside it (or --labels), and the crop of each frame from the run's
 view in report.json beside it (the centre square the model was evaluated on). The buffers are reset at the start of
 each video, every --reset-every frames, on the key 'r' in the --show window, and on
@@ -18,10 +22,18 @@ import signal
 import sys
 from pathlib import Path
 
+from tsm_keras.export.kinds import LITERT, RUNTIMES
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="streaming model (.tflite)")
+    parser.add_argument("model", help="streaming model (.tflite, .onnx, .xml) or a run directory")
+    parser.add_argument(
+        "--runtime",
+        choices=sorted(RUNTIMES),
+        default=LITERT,
+        help="litert (.tflite, default), onnxruntime (.onnx) or openvino (.xml)",
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--video", action="append", help="video file (repeat for several)")
     source.add_argument("--camera", type=int, help="camera index for cv2.VideoCapture")
@@ -35,7 +47,7 @@ def parse_args(argv=None):
         default=1,
         help="run the model on every N-th frame (match the frame spacing of training; default 1)",
     )
-    parser.add_argument("--threads", type=int, default=None, help="LiteRT threads")
+    parser.add_argument("--threads", type=int, default=None, help="runtime threads")
     parser.add_argument("--show", action="store_true", help="show a window (needs an OpenCV build with GUI)")
     parser.add_argument("--quiet", action="store_true", help="print only when the top class changes")
     return parser.parse_args(argv)
@@ -46,22 +58,26 @@ def main(argv=None):
     import cv2
 
     from tsm_keras.data.labels import read_labels
-    from tsm_keras.export.runtime import ModelKindError, StreamRunner
+    from tsm_keras.export.portable import MissingRuntimeError
+    from tsm_keras.export.runtime import ModelKindError
+    from tsm_keras.export.sessions import find_model, stream_runner
     from tsm_keras.streaming.app import StreamingClassifier, frames_of, model_view, open_capture, run_video
 
     try:
-        runner = StreamRunner(args.model, threads=args.threads)
-        labels = Path(args.labels) if args.labels else Path(args.model).resolve().parent / "labels.txt"
+        model = find_model(args.model, args.runtime)
+        runner = stream_runner(model, args.runtime, threads=args.threads)
+        labels = Path(args.labels) if args.labels else Path(model).resolve().parent / "labels.txt"
         if not labels.is_file():
             raise ValueError(f"{labels}: no class names (pass --labels)")
-        view, source = model_view(args.model, runner.input_size)
+        view, source = model_view(model, runner.input_size)
         classifier = StreamingClassifier(runner, read_labels(labels), args.window, view)
         print(f"# view: short side to {view.resize_short_side} px, centre {view.center_crop} px ({source})")
         sources = args.video if args.video else [args.camera]
         captures = [open_capture(source) for source in sources]
-    except (ModelKindError, FileNotFoundError, ValueError) as error:
+    except (ModelKindError, FileNotFoundError, ValueError, MissingRuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    print(f"# {model} on {args.runtime}")
 
     requested = {"reset": False}
     if hasattr(signal, "SIGUSR1"):

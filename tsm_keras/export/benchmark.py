@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from tsm_keras.export.kinds import STEP, STREAM, STREAM_STATE
+from tsm_keras.export.kinds import CLIP, STEP, STREAM, STREAM_STATE
 from tsm_keras.export.runtime import interpreter, kind_of, read_bytes
 from tsm_keras.streaming import FRAME
 
@@ -89,6 +89,29 @@ def benchmark(model, threads=None, signature=None, warmup=5, repeats=30, seed=0)
                 times.append(elapsed)
         results[name] = summarize(times)
     return {"kind": kind, "threads": threads, "signatures": results}
+
+
+def benchmark_runner(runner, warmup=5, repeats=30, seed=0):
+    """Latency of one call of a runner of any runtime (`tsm_keras.export.sessions.open_model`):
+    `runner(clip)` for a clip model, `runner.step(frame)` for a streaming model, each step fed
+    the previous step's buffers as an app feeds them.
+
+    Returns `summarize(...)` with the runner's `kind` and `threads`.
+    """
+    rng = np.random.default_rng(seed)
+    shape = [int(d) for d in runner.input["shape"]][1:]
+    sample = rng.uniform(0, 255, size=shape).astype("float32")
+    call = runner if runner.kind == CLIP else runner.step
+    if runner.kind != CLIP:
+        runner.reset()
+    times = []
+    for index in range(warmup + repeats):
+        start = time.perf_counter()
+        call(sample)
+        elapsed = time.perf_counter() - start
+        if index >= warmup:
+            times.append(elapsed)
+    return {"kind": runner.kind, "threads": getattr(runner, "threads", None), **summarize(times)}
 
 
 def benchmark_model_flags(model):

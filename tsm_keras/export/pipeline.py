@@ -9,6 +9,12 @@ data pipeline. Files, in RUN_DIR/tflite/:
     stream_state_<precision>.tflite  the streaming model, buffers as inputs/outputs
     labels.txt, report.json
 
+and with `formats` naming them, the clip and explicit-state models for ONNX Runtime and
+OpenVINO (float32, verified like the TFLite files; `tsm_keras.export.portable`):
+
+    clip_float32.onnx, stream_state_float32.onnx
+    clip_float32.xml/.bin, stream_state_float32.xml/.bin
+
 A conversion is a transaction: every file is written to a staging folder beside RUN/tflite/,
 and replaces the earlier files, report included, only when every check has passed (an int8
 model more than `max_int8_drop` top-1 points below float fails the conversion unless
@@ -26,21 +32,28 @@ import numpy as np
 
 from tsm_keras.data.labels import write_labels
 from tsm_keras.data.view import View
-from tsm_keras.export import calibration
-from tsm_keras.export.benchmark import benchmark
+from tsm_keras.export import calibration, portable
+from tsm_keras.export.benchmark import benchmark, benchmark_runner
 from tsm_keras.export.kinds import (
     CLIP,
+    EXTENSIONS,
     FLOAT32,
+    FORMATS,
     INT8,
     MAX_INT8_DROP,
+    ONNX,
+    OPENVINO,
     PRECISIONS,
+    RUNTIME_OF,
     SERVING,
     STEP,
     STREAM,
     STREAM_STATE,
+    TFLITE,
     file_name,
 )
 from tsm_keras.export.runtime import ClipRunner, StreamRunner, operators, signatures
+from tsm_keras.export.sessions import open_model
 from tsm_keras.export.tflite import convert
 from tsm_keras.export.variables import with_resource_variables
 from tsm_keras.export.verify import (
@@ -135,6 +148,7 @@ class _Output:
         self.staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-staging-"))
         self.report = {}
         self.written = {}  # (kind, precision) -> bytes
+        self.portable = {}  # (format, kind) -> staged path of an ONNX or OpenVINO model
 
     def __enter__(self):
         return self
@@ -149,15 +163,36 @@ class _Output:
         self.report["files"][name] = {"kind": kind, "precision": precision, **describe(content)}
         self.log(f"checked {name} ({len(content) / 2**20:.2f} MB)")
 
-    def commit(self, precisions):
+    def write_portable(self, file_format, kind, parts):
+        """An ONNX or OpenVINO model (`{extension: bytes}`, float32); returns its staged path."""
+        name = file_name(kind, FLOAT32, file_format)
+        for extension, content in parts.items():
+            atomic_write(self.staging / (Path(name).stem + extension), content)
+        path = self.staging / name
+        size = sum(len(content) for content in parts.values())
+        self.portable[(file_format, kind)] = path
+        self.report["files"][name] = {
+            "kind": kind,
+            "precision": FLOAT32,
+            "format": file_format,
+            "files": sorted(Path(name).stem + extension for extension in parts),
+            "size_bytes": size,
+            "size_mb": round(size / 2**20, 3),
+        }
+        self.log(f"checked {name} ({size / 2**20:.2f} MB)")
+        return path
+
+    def commit(self, precisions, formats=(TFLITE,)):
         """Moves the staged files into RUN/tflite/, the report last; files of the converted
-        precisions that this conversion did not make (a kind it no longer writes) go."""
+        formats and precisions that this conversion did not make (a kind it no longer writes) go."""
         self.folder.mkdir(exist_ok=True)
         staged = {p.name for p in self.staging.iterdir()}
+        suffixes = [EXTENSIONS[f] for f in formats] + ([".bin"] if OPENVINO in formats else [])
         for precision in precisions:
-            for stale in self.folder.glob(f"*_{precision}.tflite"):
-                if stale.name not in staged:
-                    stale.unlink()
+            for suffix in suffixes:
+                for stale in self.folder.glob(f"*_{precision}{suffix}"):
+                    if stale.name not in staged:
+                        stale.unlink()
         for name in sorted(staged - {REPORT_FILE}) + [REPORT_FILE]:
             os.replace(self.staging / name, self.folder / name)
             self.log(f"wrote {self.folder / name}")
@@ -175,6 +210,7 @@ def convert_run(
     validation_limit=None,
     latency_repeats=30,
     max_int8_drop=MAX_INT8_DROP,
+    formats=(TFLITE,),
     log=print,
 ):
     """Convert, verify and report a run. Returns the report (also written to report.json).
@@ -196,6 +232,8 @@ def convert_run(
             `report["streaming"]["refused"]` says why and how to train a model that streams.
         threads: LiteRT threads for the latency measurements.
         max_int8_drop: largest allowed int8 top-1 drop below float, in points.
+        formats: 'tflite' (always written) and any of 'onnx', 'openvino': their float32 clip
+            and explicit-state models, each checked in its runtime (ONNX Runtime, OpenVINO).
 
     Raises:
         VerificationError: a model fails a check.
@@ -209,6 +247,12 @@ def convert_run(
         raise ValueError(f"unknown precision {unknown[0]!r}; expected some of {PRECISIONS}")
     if INT8 in precisions and calibration_clips is None:
         raise ValueError("int8 needs calibration clips (the run's training data)")
+    formats = [TFLITE] + [f for f in formats if f != TFLITE]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"unknown format {unknown[0]!r}; expected some of {FORMATS}")
+    for file_format in formats[1:]:
+        portable.require(file_format)  # before any work: a missing package is the first thing said
     run = load_run(run_dir, float32=True)
     with _Output(Path(run.path) / OUTPUT_DIR, log) as output:
         model = run.model
@@ -230,6 +274,7 @@ def convert_run(
                 "int8": {},
                 "accuracy": {},
                 "latency": {},
+                "formats": {f: _format_note(f) for f in formats[1:]},
             }
         )
         stream_model, report["streaming"] = _streaming_model(model, streaming, log)
@@ -242,6 +287,9 @@ def convert_run(
             report["verification"].update(verification)
             for kind in kinds:
                 output.write(kind, precision, contents[kind])
+        for file_format in formats[1:]:
+            log(f"converting {file_format} models")
+            report["verification"].update(_portable_models(output, file_format, model, stream_model, check))
         write_labels(folder / LABELS, run.class_names)
 
         val_clips = val_labels = float_logits = None
@@ -255,6 +303,14 @@ def convert_run(
                 validation_clips=len(val_clips),
             )
             log(f"float32 top-1 {report['accuracy']['clip_float32']:.2f} on {len(val_clips)} validation clips")
+            for (file_format, kind), path in output.portable.items():
+                logits = predict_clips(open_model(path, RUNTIME_OF[file_format]), val_clips)
+                name = f"{kind}_{FLOAT32}_{file_format}"
+                report["accuracy"][name] = top1(logits, val_labels)
+                report["accuracy"][f"{name}_agreement_with_tflite"] = float(
+                    np.mean(np.argmax(logits, 1) == np.argmax(float_logits, 1)) * 100
+                )
+                log(f"{file_format} {kind} top-1 {report['accuracy'][name]:.2f}")
 
         int8 = None
         if INT8 in precisions:
@@ -278,9 +334,10 @@ def convert_run(
                 f"points; pass `force=True` to write them anyway). {kept}"
             )
         report["latency"] = _latency(output.written, threads, latency_repeats, num_segments)
+        report["latency"].update(_portable_latency(output.portable, threads, latency_repeats, num_segments))
         report["seconds"] = round(time.time() - started, 1)
         write_json(folder / REPORT_FILE, report, default=_json_default)
-        output.commit(precisions)
+        output.commit(precisions, formats)
     return report
 
 
@@ -329,6 +386,46 @@ def _float_models(model, stream_model, precision, check):
                 result["variable_types"] = variable_types(stream)
             verification[file_name(kind, precision)] = result
     return contents, verification
+
+
+def _format_note(file_format):
+    """How a format's files were made and are checked, with the packages' versions."""
+    converter = f"tf2onnx, opset {portable.OPSET}" if file_format == ONNX else "openvino.convert_model"
+    runtime = RUNTIME_OF[file_format]
+    return {
+        "converter": converter,
+        "runtime": f"{runtime} (CPU, float32)",
+        "versions": portable.versions(file_format),
+        "kinds": list(portable.KINDS),
+        "state_outputs": f"buffer <name> comes back as <name>{portable.NEXT}",
+    }
+
+
+def _portable_models(output, file_format, model, stream_model, check):
+    """The ONNX or OpenVINO clip and explicit-state models, converted, written to the staging
+    folder and checked in their runtime as the float32 TFLite files are: the clip model
+    against Keras, the streaming model against this format's clip model. {file name: checks}."""
+    runtime = RUNTIME_OF[file_format]
+    bound = f"{FLOAT_TOLERANCE:g} of the largest |logit| (at least 1)"
+    name = file_name(CLIP, FLOAT32, file_format)
+    path = output.write_portable(file_format, CLIP, portable.convert(model, CLIP, file_format))
+    clip = open_model(path, runtime, name=name)
+    verification = {
+        name: {
+            "runtime": runtime,
+            "max_abs_difference_vs_keras": clip_vs_keras(clip, model, check),
+            "clips": len(check),
+            "bound": bound,
+        }
+    }
+    if stream_model is not None:
+        name = file_name(STREAM_STATE, FLOAT32, file_format)
+        content = portable.convert(stream_model, STREAM_STATE, file_format)
+        path = output.write_portable(file_format, STREAM_STATE, content)
+        stream = open_model(path, runtime, name=name)
+        clip_logits = predict_clips(clip, check)
+        verification[name] = {"runtime": runtime, **streaming_vs_clip(stream, clip_logits, check), "bound": bound}
+    return verification
 
 
 def _int8_models(model, stream_model, calibration_clips, limit, check):
@@ -402,6 +499,20 @@ def _latency(written, threads, repeats, num_segments):
         if kind == CLIP:
             entry["per_frame_ms"] = main / num_segments
         latency[file_name(kind, precision)] = entry
+    return latency
+
+
+def _portable_latency(paths, threads, repeats, num_segments):
+    """Median latency of the ONNX and OpenVINO models in their runtimes, by file name."""
+    latency = {}
+    for (file_format, kind), path in paths.items():
+        runtime = RUNTIME_OF[file_format]
+        result = benchmark_runner(open_model(path, runtime, threads), repeats=repeats)
+        median = result["median_ms"]
+        entry = {"runtime": runtime, "threads": result["threads"], "per_frame_ms": median}
+        if kind == CLIP:
+            entry.update(per_clip_ms=median, per_frame_ms=median / num_segments)
+        latency[file_name(kind, FLOAT32, file_format)] = entry
     return latency
 
 

@@ -8,8 +8,8 @@ on them.
 import numpy as np
 from ai_edge_litert.tools import flatbuffer_utils
 
-from tsm_keras.export.kinds import STREAM, STREAM_STATE
-from tsm_keras.export.runtime import ClipRunner, StreamRunner, non_builtin_operators, operators, quantization
+from tsm_keras.export.kinds import CLIP, STREAM, STREAM_STATE
+from tsm_keras.export.runtime import non_builtin_operators, operators, quantization
 
 # float32 TFLite against Keras (and streaming against the clip model): the largest logit
 # difference may be this fraction of the largest |logit| (at least of 1). float32 rounds each
@@ -47,7 +47,7 @@ def check_builtin_operators(runner):
 
 
 def clip_vs_keras(runner, model, clips, tolerance=FLOAT_TOLERANCE):
-    """Max |TFLite - Keras| of the clip logits over `clips` `(N, T, H, W, 3)`, bounded by
+    """Max |exported - Keras| of the clip logits over `clips` `(N, T, H, W, 3)`, bounded by
     `float_bound` (`tolerance` of the largest Keras logit); None checks nothing."""
     clips = np.asarray(clips, "float32")
     check_frames_differ(clips)
@@ -71,7 +71,7 @@ def streaming_vs_clip(runner, clip_logits, clips, tolerance=FLOAT_TOLERANCE):
 
     Returns `{"max_abs_difference": ..., "reset_max_abs_difference": ...}`.
     """
-    if not isinstance(runner, StreamRunner):
+    if runner.kind not in (STREAM, STREAM_STATE):
         raise TypeError(f"{runner.name} is not a streaming model")
     clips = np.asarray(clips, "float32")
     check_frames_differ(clips)
@@ -141,8 +141,9 @@ def variable_types(runner):
 
 def predict_clips(runner, clips):
     """Clip logits `(N, K)` from a clip runner, or from a streaming runner (reset, run the
-    clip's frames, average: what the app would report after T frames)."""
-    if isinstance(runner, ClipRunner):
+    clip's frames, average: what the app would report after T frames). Any runner with a
+    `kind`: LiteRT's (`tsm_keras.export.runtime`), ONNX Runtime's or OpenVINO's (`.sessions`)."""
+    if runner.kind == CLIP:
         return np.stack([runner(clip) for clip in clips])
     logits = []
     for clip in clips:
