@@ -459,7 +459,7 @@ def compile_for_training(model, o, steps_per_epoch):
 
 
 def _load_all_but_the_classifier(model, run_dir):
-    """Copies every weight of the run's model.keras into `model`, paired by its path in the
+    """Copies every weight of the run (a preset or an older run) into `model`, paired by its path in the
     model ('block_1_expand/kernel'), but the classifier's ("logits"), which keeps its fresh
     initialisation: the reference's --tune_from. The architectures match (`_tuned_architecture`);
     clip length and frame size may differ. Raises naming the first weight (in this model's
