@@ -41,8 +41,10 @@ def smooth_clips(count, frames=T, size=S, seed=0):
     return np.clip(clips, 0, 255).astype("float32")
 
 
-def write_run(path, model, class_names=None, extra=None):
-    """A run directory as training/fit.py writes it: model.keras, config.json, labels.txt."""
+def write_run(path, model, class_names=None, extra=None, temporal="tsm-online", **arguments):
+    """A run directory as training/fit.py writes it, of a model that `tiny_classifier` built
+    with `temporal` (and any other build_video_classifier `arguments` it was given): the preset
+    rebuilds the model from them, so they are checked against `model`'s layers."""
     names = class_names or [f"class_{i}" for i in range(model.output_shape[-1])]
     config = {
         "model": {
@@ -52,11 +54,24 @@ def write_run(path, model, class_names=None, extra=None):
             "input_size": S,
             "width": 0.35,
             "dropout": 0.0,
+            "temporal": temporal,
+            **arguments,
         },
         "data": {},
         **(extra or {}),
     }
+    rebuilt = build_video_classifier(**config["model"])
+    if _layers(rebuilt) != _layers(model):
+        raise ValueError(f"write_run: the model was not built with {config['model']}; pass its arguments")
     return run_dir.write_run(path, model, config, names)
+
+
+def _layers(model):
+    """Each layer's class and temporal settings, in order: what tells two tiny models apart."""
+    from tsm_keras.models import walk_layers
+
+    keys = ("mode", "offsets", "shift_div")
+    return [(type(layer).__name__, *(str(layer.get_config().get(k)) for k in keys)) for layer in walk_layers(model)]
 
 
 def moving_squares(count, frames=T, size=S, seed=0):

@@ -235,7 +235,7 @@ def load_run(path, float32=False, build=None):
         if model_path.name == WEIGHTS:
             _check_sha256(path)
             model = _build(build, config, float32)
-            _bare(model).load_weights(model_path)
+            _load_weights(model, model_path)
         else:
             model = keras.models.load_model(model_path, compile=False)
             if float32 or build is not build_video_classifier:
@@ -251,6 +251,22 @@ def load_run(path, float32=False, build=None):
         where = CONFIG if model_path.name == MODEL else PREPROCESSOR
         raise RunError(f"{path / where}: {len(names)} class names for a model with {classes} outputs")
     return Run(path=path, model=model, config=config, class_names=list(names))
+
+
+def _load_weights(model, path):
+    """Loads model.weights.h5 into `model`, refusing a file that holds more weights than the
+    model (Keras skips those silently: weights of another architecture than config.json's)."""
+    import h5py
+
+    with h5py.File(path, "r") as file:
+        stored = []
+        file["layers"].visititems(lambda name, item: stored.append(name) if isinstance(item, h5py.Dataset) else None)
+    if len(stored) != len(model.weights):
+        raise RunError(
+            f"{path}: holds {len(stored)} weights, the model that {CONFIG} describes has {len(model.weights)}: "
+            f"the two files are not of the same model"
+        )
+    _bare(model).load_weights(path)
 
 
 def _check_sha256(path):

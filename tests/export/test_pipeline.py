@@ -130,7 +130,7 @@ def test_a_first_refused_conversion_writes_nothing(tmp_path, online_model):
 
 
 def test_bidirectional_run_writes_the_clip_model_and_says_how_to_stream(tmp_path):
-    run = write_run(tmp_path / "bidirectional", tiny_classifier("tsm"))
+    run = write_run(tmp_path / "bidirectional", tiny_classifier("tsm"), temporal="tsm")
     lines = []
     report = convert_run(run, latency_repeats=1, log=lines.append)
     assert {p.name for p in (run / "tflite").glob("*.tflite")} == {"clip_float32.tflite"}
@@ -240,7 +240,7 @@ def test_a_run_without_data_calibrates_on_data_given_with_the_data_option(tmp_pa
 
 
 def test_convert_script_on_a_bidirectional_run_exits_0_with_one_line_on_streaming(tmp_path):
-    run = write_run(tmp_path / "bidirectional", tiny_classifier("tsm"))
+    run = write_run(tmp_path / "bidirectional", tiny_classifier("tsm"), temporal="tsm")
     result = convert_script(run, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(l for l in result.stdout.splitlines() if l.startswith("no streaming models:"))

@@ -170,7 +170,7 @@ def test_stream_and_benchmark_commands_take_a_runtime(exported, tmp_path, capsys
     result = json.loads(capsys.readouterr().out)
     assert result["kind"] == STREAM_STATE and result["signatures"]["step"]["runs"] == 3
     assert benchmark.main([str(path), "--runtime", "litert"]) == 2
-    assert "--runtime litert runs .tflite files" in capsys.readouterr().err
+    assert "runtime 'litert' runs .tflite files" in capsys.readouterr().err
 
 
 def test_exported_inputs_are_the_streaming_models_and_other_kinds_are_refused(stream_model):

@@ -167,7 +167,7 @@ def test_tune_from_names_the_first_weight_that_does_not_fit(tmp_path):
         _load_all_but_the_classifier(tam, tmp_path / "source")
     with pytest.raises(ValueError, match=r"Conv1/kernel has shape \(3, 3, 3, 16\) there, \(3, 3, 3, 32\) in this"):
         _load_all_but_the_classifier(tiny("tsm-online", width=1.0), tmp_path / "source")
-    write_tiny_run(tmp_path / "tam", tam)
+    write_tiny_run(tmp_path / "tam", tam, temporal="tam-online")
     with pytest.raises(ValueError, match=f"weights this one lacks, first {re.escape(first)}$"):
         _load_all_but_the_classifier(tiny("tsm-online"), tmp_path / "tam")
 

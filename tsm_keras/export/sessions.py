@@ -118,7 +118,7 @@ def kind_of(inputs, outputs, name="model"):
     raise ModelKindError(
         f"{name}: not a tsm_keras video model (inputs {sorted(inputs)}, outputs {sorted(outputs)}); expected a "
         f"clip model (input 'clip') or an explicit-state streaming model (inputs 'frame' and 'state_*', "
-        f"outputs 'logits' and 'state_*{NEXT}'), as tflite/convert.py --formats onnx openvino writes them"
+        f"outputs 'logits' and 'state_*{NEXT}'), as convert_run(formats=...) writes them"
     )
 
 
@@ -245,7 +245,7 @@ def find_model(path, runtime=LITERT, kind=None, precision=FLOAT32):
         raise FileNotFoundError(f"{path}: no such model file or run directory")
     if path.suffix != extension:
         raise ModelFileError(
-            f"{path}: a {path.suffix or 'suffix-less'} file, but --runtime {runtime} runs {extension} files "
+            f"{path}: a {path.suffix or 'suffix-less'} file, but runtime {runtime!r} runs {extension} files "
             f"(pass the {extension} file, or the run directory to pick it)"
         )
     return str(path)
