@@ -1,6 +1,6 @@
 """Convert a trained run to TFLite: clip model, streaming models, labels.txt, report.json.
 
-    python tflite/convert.py [RUN_DIR] [--int8 | --float16] [--data PATH] [--force] [--threads N]
+    python tflite/convert.py [RUN_DIR] [--int8] [--float16] [--data PATH] [--force] [--threads N]
 
 RUN_DIR defaults to the newest run under runs/. Files go to RUN_DIR/tflite/. With --int8
 the models are calibrated on the run's training data and validated on its validation data,
@@ -8,7 +8,8 @@ or on --data (a video folder, a list file or a TFRecord folder: what a ported ch
 needs). A causal run (tsm-online, tam-online) also gets its two streaming models; a
 bidirectional one gets its clip models and a line saying how to train a streamable run; a
 bLVNet-TAM run (its frame pairing reads the next frame) gets its clip models and a line saying why.
-See docs/tflite.md.
+Every model is also run on LiteRT's GPU accelerator where a GPU device can be made (report.json
+"gpu"; --no-gpu-check skips it). See docs/tflite.md.
 """
 
 import argparse
@@ -23,9 +24,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", nargs="?", help="run directory (default: newest under runs/)")
     parser.add_argument("--runs", default="runs", help="where to look for the newest run (default: runs)")
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--int8", action="store_true", help="also write full-integer int8 models")
-    group.add_argument("--float16", action="store_true", help="also write float16-weight models")
+    parser.add_argument("--int8", action="store_true", help="also write full-integer int8 models")
+    parser.add_argument("--float16", action="store_true", help="also write float16-weight models")
     parser.add_argument(
         "--data",
         help="calibrate int8 on the train split and validate on the val split of "
@@ -47,6 +47,12 @@ def parse_args(argv=None):
     parser.add_argument("--calibration-clips", type=int, default=100, help="training clips for int8 calibration")
     parser.add_argument("--validation-clips", type=int, default=None, help="at most this many validation clips")
     parser.add_argument("--threads", type=int, default=None, help="LiteRT threads for the latency numbers")
+    parser.add_argument(
+        "--no-gpu-check",
+        action="store_true",
+        help="do not run the models on LiteRT's GPU accelerator (on a software Vulkan device, "
+        "compiling each model's shaders takes minutes the first time)",
+    )
     return parser.parse_args(argv)
 
 
@@ -98,6 +104,7 @@ def main(argv=None):
             calibration_limit=args.calibration_clips,
             validation_limit=args.validation_clips,
             max_int8_drop=args.max_drop,
+            gpu_check=not args.no_gpu_check,
         )
     except RunError as error:
         print(f"error: {error}", file=sys.stderr)

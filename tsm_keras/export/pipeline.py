@@ -28,15 +28,18 @@ from tsm_keras.data.labels import write_labels
 from tsm_keras.data.view import View
 from tsm_keras.export import calibration
 from tsm_keras.export.benchmark import benchmark
+from tsm_keras.export.gpu import check_models
 from tsm_keras.export.kinds import (
     CLIP,
     FLOAT32,
     INT8,
     MAX_INT8_DROP,
     PRECISIONS,
+    RUNS_ON,
     SERVING,
     STEP,
     STREAM,
+    STREAM_CPU_NOTE,
     STREAM_STATE,
     file_name,
 )
@@ -146,7 +149,10 @@ class _Output:
         name = file_name(kind, precision)
         atomic_write(self.staging / name, content)
         self.written[(kind, precision)] = content
-        self.report["files"][name] = {"kind": kind, "precision": precision, **describe(content)}
+        self.report["files"][name] = {"kind": kind, "precision": precision, "runs_on": RUNS_ON[kind]}
+        if kind == STREAM:
+            self.report["files"][name]["note"] = STREAM_CPU_NOTE
+        self.report["files"][name].update(describe(content))
         self.log(f"checked {name} ({len(content) / 2**20:.2f} MB)")
 
     def commit(self, precisions):
@@ -175,6 +181,7 @@ def convert_run(
     validation_limit=None,
     latency_repeats=30,
     max_int8_drop=MAX_INT8_DROP,
+    gpu_check=False,
     log=print,
 ):
     """Convert, verify and report a run. Returns the report (also written to report.json).
@@ -196,6 +203,10 @@ def convert_run(
             `report["streaming"]["refused"]` says why and how to train a model that streams.
         threads: LiteRT threads for the latency measurements.
         max_int8_drop: largest allowed int8 top-1 drop below float, in points.
+        gpu_check: run every written model on LiteRT's GPU accelerator where a GPU device can
+            be made (`tsm_keras.export.gpu.check_models`; tflite/convert.py does, unless
+            --no-gpu-check): `report["gpu"]`. On a software device each model's first run
+            compiles its shaders, which takes minutes.
 
     Raises:
         VerificationError: a model fails a check.
@@ -277,6 +288,11 @@ def convert_run(
                 "int8 models refused: " + "; ".join(int8.problems) + f" (max allowed drop {max_int8_drop} "
                 f"points; pass `force=True` to write them anyway). {kept}"
             )
+        if gpu_check:
+            validated = None if val_clips is None else (val_clips, val_labels)
+            report["gpu"] = check_models(output.written, check, validated, log)
+        else:
+            report["gpu"] = {"checked": False, "not_checked": "not asked for (tflite/convert.py --no-gpu-check)"}
         report["latency"] = _latency(output.written, threads, latency_repeats, num_segments)
         report["seconds"] = round(time.time() - started, 1)
         write_json(folder / REPORT_FILE, report, default=_json_default)
