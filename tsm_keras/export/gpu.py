@@ -41,7 +41,12 @@ GPU_NOTE = (
 
 
 class GpuError(RuntimeError):
-    """A model cannot run on the GPU accelerator (no GPU device, or an operator it refuses)."""
+    """A model cannot run on the GPU accelerator (no GPU device, or an operator it refuses).
+    `reason`: the accelerator's own words."""
+
+    def __init__(self, message, reason=None):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 @contextlib.contextmanager
@@ -135,7 +140,8 @@ def compile_model(content, enforce_f32=False, name="model"):
     if found and not _adapter:
         _adapter.append(found.group(1).strip())
     if error is not None:
-        raise GpuError(f"{name}: refused by the GPU accelerator: {_reason(log[0], error)}")
+        reason = _reason(log[0], error)
+        raise GpuError(f"{name}: refused by the GPU accelerator: {reason}", reason)
     return compiled
 
 
@@ -171,7 +177,7 @@ def _probe_model():
     """A one-operator float model (x + x) that every GPU accelerator runs."""
     import tensorflow as tf
 
-    @tf.function(input_signature=[tf.TensorSpec((1, 2, 2, 4), tf.float32)])
+    @tf.function(input_signature=[tf.TensorSpec((1, 2, 2, 4), tf.float32)], autograph=False)
     def double(x):
         return x + x
 
@@ -186,7 +192,13 @@ def device():
         compile_model(_probe_model(), name="a one-operator model")
     except (GpuError, ImportError, OSError) as error:
         return None, str(error)
-    return (_adapter[0] if _adapter else "unnamed GPU device"), None
+    return adapter() or "unnamed GPU device", None
+
+
+def adapter():
+    """The GPU device LiteRT selected in this process (as it names it), None before the first
+    compile or when it did not say."""
+    return _adapter[0] if _adapter else None
 
 
 def is_software(adapter):
@@ -222,7 +234,7 @@ def check_model(content, kind, precision, check_clips, validation=None):
     try:
         default = runner(content, name=name, accelerator="gpu")
     except GpuError as error:
-        return {"fully_accelerated": False, "refused": str(error).split(": refused by the GPU accelerator: ")[-1]}
+        return {"fully_accelerated": False, "refused": error.reason}
     try:
         return _measure(
             default,

@@ -23,7 +23,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 from ai_edge_litert.tools import flatbuffer_utils
 
-from tsm_keras.export.kinds import CLIP, CLIP_INPUT, RESET, STEP, STREAM, STREAM_STATE
+from tsm_keras.export.kinds import CLIP, CLIP_INPUT, RESET, STEP, STREAM, STREAM_CPU_NOTE, STREAM_STATE
 from tsm_keras.streaming import FRAME, LOGITS
 
 CPU, GPU = "cpu", "gpu"
@@ -150,7 +150,12 @@ class _Runner:
         if accelerator == GPU:
             from tsm_keras.export import gpu  # loads LiteRT's GPU accelerator only when asked for
 
-            self.compiled = gpu.compile_model(self.content, enforce_f32=enforce_f32, name=self.name)
+            try:
+                self.compiled = gpu.compile_model(self.content, enforce_f32=enforce_f32, name=self.name)
+            except gpu.GpuError as error:
+                if self.kind != STREAM:
+                    raise
+                raise gpu.GpuError(f"{error} (a stream_* model is {STREAM_CPU_NOTE})", error.reason) from None
 
     def signature_runner(self, key):
         """`runner(**inputs) -> {output name: array}` for a signature, on this runner's accelerator."""
