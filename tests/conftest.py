@@ -3,10 +3,13 @@ tests/web (conversion takes seconds each on the shared CPU). The fixtures import
 library inside: the environment must be set before Keras and TensorFlow load."""
 
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# LiteRT's GPU accelerator (WebGPU over Vulkan) wants a runtime directory (tests/export/test_gpu.py).
+os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="tsm_keras_xdg_"))
 
 # TensorFlow loads here, the way the commands load it (oneDNN's CPU kernels on, its log level
 # 2 unless set: tsm_keras_start.py), before any test module can import it first.
