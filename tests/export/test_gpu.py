@@ -89,27 +89,37 @@ def test_default_precision_agrees_with_the_cpu_on_a_trained_model(gpu_device, sw
 
 def test_int8_on_the_gpu_follows_the_cpu_int8_kernels(gpu_device, sweeping_bars_model):
     """int8 models on the GPU: it dequantizes them and computes in float16, where the CPU's
-    int8 kernels requantize after every operator, so the two differ by int8 rounding, not
-    float rounding. THRESHOLD_ARGUMENT"""
+    int8 kernels requantize after every operator, so the two differ by int8 rounding, not by
+    float rounding, and only clips whose two best logits are that close can change.
+
+    Measured (llvmpipe, this model's 200 validation clips): clip_int8 top-1 98.5 on the GPU
+    against 99.0 on the CPU, agreement 99.5% (1 clip), logits up to 0.96 apart at a scale of
+    17.8; the demo's 500 clips: 98.8% (clip) and 99.2% (stream_state). Bounds: agreement >= 97%
+    and top-1 within 2 points of the CPU's int8: three times the measured flip rate, while a
+    wrong dequantization (scale or zero point) gives chance agreement, about 25% with 4 classes.
+
+    This model's stream_state_int8 meets a shader bug of the accelerator (LiteRT 2.3: `cannot
+    assign 'vec4<f16>' to 'vec4<i32>'` in a generated WGSL shader); convert reports it as
+    `failed`. The test fails once it runs, to set its bound then."""
     model, train = sweeping_bars_model["model"], sweeping_bars_model["train"]
     val, labels = sweeping_bars_model["val"], sweeping_bars_model["val_labels"]
     stream = build_streaming_model(model, batch_size=1)
     calibration = list(train[:50])
-    contents = {
-        CLIP: convert(model, CLIP, INT8, representative(CLIP, calibration)),
-        STREAM_STATE: convert(stream, STREAM_STATE, INT8, representative(STREAM_STATE, calibration, stream=stream)),
-    }
-    for kind, content in contents.items():
-        runner = ClipRunner if kind == CLIP else StreamRunner
-        on_cpu = predict_clips(runner(content), val)
-        on_gpu = predict_clips(runner(content, accelerator="gpu"), val)
-        top1_cpu = 100.0 * np.mean(np.argmax(on_cpu, 1) == labels)
-        top1_gpu = 100.0 * np.mean(np.argmax(on_gpu, 1) == labels)
-        print(
-            f"{kind}_int8 on the GPU: top-1 {top1_gpu:.1f} (CPU {top1_cpu:.1f}), agreement "
-            f"{agreement(on_gpu, on_cpu):.1f}%, max |gpu - cpu| {np.max(np.abs(on_gpu - on_cpu)):.3f} "
-            f"(logits up to {np.max(np.abs(on_cpu)):.1f})"
-        )
+    clip = convert(model, CLIP, INT8, representative(CLIP, calibration))
+    on_cpu = predict_clips(ClipRunner(clip), val)
+    on_gpu = predict_clips(ClipRunner(clip, accelerator="gpu"), val)
+    top1_cpu = 100.0 * np.mean(np.argmax(on_cpu, 1) == labels)
+    top1_gpu = 100.0 * np.mean(np.argmax(on_gpu, 1) == labels)
+    print(
+        f"clip_int8 on the GPU: top-1 {top1_gpu:.1f} (CPU {top1_cpu:.1f}), agreement "
+        f"{agreement(on_gpu, on_cpu):.1f}%, max |gpu - cpu| {np.max(np.abs(on_gpu - on_cpu)):.3f} "
+        f"(logits up to {np.max(np.abs(on_cpu)):.1f})"
+    )
+    assert agreement(on_gpu, on_cpu) >= 97.0 and abs(top1_gpu - top1_cpu) <= 2.0
+
+    state = convert(stream, STREAM_STATE, INT8, representative(STREAM_STATE, calibration, stream=stream))
+    with pytest.raises(gpu.ShaderError, match=r"WGSL.*cannot assign 'vec4<f16>' to 'vec4<i32>'"):
+        StreamRunner(state, accelerator="gpu")
 
 
 def test_convert_reports_every_model_on_the_gpu(gpu_device, online_model, tmp_path):

@@ -49,6 +49,21 @@ class GpuError(RuntimeError):
         self.reason = reason or message
 
 
+class ShaderError(GpuError):
+    """The accelerator took every operator, but a shader it generated does not compile."""
+
+
+def _shader_errors(log):
+    """WebGPU's validation errors in the log: the shader error and the line of shader source."""
+    lines = log.splitlines()
+    found = []
+    for index, line in enumerate(lines):
+        if "Error while parsing WGSL" in line:
+            source = lines[index + 1].strip() if index + 1 < len(lines) else ""
+            found.append(f"{line[line.index('Error while parsing WGSL') :].strip()} in `{source}`")
+    return "; ".join(found)
+
+
 @contextlib.contextmanager
 def _native_log():
     """Captures what the native LiteRT and WebGPU code writes to file descriptor 2 (its
@@ -142,6 +157,9 @@ def compile_model(content, enforce_f32=False, name="model"):
     if error is not None:
         reason = _reason(log[0], error)
         raise GpuError(f"{name}: refused by the GPU accelerator: {reason}", reason)
+    shader = _shader_errors(log[0])
+    if shader:
+        raise ShaderError(f"{name}: the GPU accelerator takes every operator, but a shader fails: {shader}", shader)
     return compiled
 
 
@@ -233,6 +251,8 @@ def check_model(content, kind, precision, check_clips, validation=None):
     runner = ClipRunner if kind == CLIP else StreamRunner
     try:
         runner(content, name=name, accelerator="gpu")
+    except ShaderError as error:
+        return {"fully_accelerated": True, "failed": f"shader: {error.reason}"}
     except GpuError as error:
         return {"fully_accelerated": False, "refused": error.reason}
     failures = []
