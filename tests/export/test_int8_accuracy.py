@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.tiny import S, T, moving_squares, sweeping_bars
+from tests.tiny import S, T, moving_squares
 from tsm_keras.export.calibration import representative
 from tsm_keras.export.kinds import CLIP, FLOAT32, INT8, STREAM_STATE
 from tsm_keras.export.runtime import ClipRunner, StreamRunner
@@ -16,20 +16,12 @@ from tsm_keras.models import build_video_classifier
 from tsm_keras.streaming import build_streaming_model
 
 
-def test_int8_of_a_trained_causal_model_is_within_a_point_of_float():
+def test_int8_of_a_trained_causal_model_is_within_a_point_of_float(sweeping_bars_model):
     """The default suite's int8 check: a tiny TSM-online model trained on sweeping bars (about
     a minute), its int8 clip model and both int8 streaming models against float, on 200
     validation clips, within convert.py's gate (1 point) and with >= 95% agreement."""
-    train, train_labels = sweeping_bars(400, seed=0)
-    val, val_labels = sweeping_bars(200, seed=1)
-    keras.utils.set_random_seed(0)
-    model = build_video_classifier(
-        4, num_segments=T, input_size=S, width=0.35, temporal="tsm-online", dropout=0.0, bn_momentum=0.9
-    )
-    epochs, batch = 12, 8
-    schedule = keras.optimizers.schedules.CosineDecay(5e-3, epochs * len(train) // batch)
-    model.compile(keras.optimizers.Adam(schedule), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(train.astype("float32"), train_labels, batch_size=batch, epochs=epochs, verbose=0)
+    model, train = sweeping_bars_model["model"], sweeping_bars_model["train"]
+    val, val_labels = sweeping_bars_model["val"], sweeping_bars_model["val_labels"]
     stream = build_streaming_model(model, batch_size=1)
     calibration = list(train[:50])
 

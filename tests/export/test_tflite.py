@@ -22,7 +22,7 @@ def test_float_clip_model_matches_keras(float_models, online_model, test_clips):
     runner = ClipRunner(float_models[CLIP])
     assert clip_vs_keras(runner, online_model, test_clips) <= 1e-4
     detail = runner.input
-    assert list(detail["shape"]) == [1, 4, 32, 32, 3] and detail["dtype"] == np.float32
+    assert list(detail["shape"]) == [4, 32, 32, 3] and detail["dtype"] == np.float32
     assert list(runner.output["shape"]) == [1, 5]
 
 

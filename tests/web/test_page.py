@@ -173,7 +173,7 @@ def test_a_new_video_file_starts_from_zero_buffers_and_a_too_small_one_is_refuse
     [
         (
             "clip_float32.tflite",
-            "clip_float32.tflite: a clip model (input 'clip' [1,4,32,32,3]), not a streaming model",
+            "clip_float32.tflite: a clip model (input 'clip' [4,32,32,3]), not a streaming model",
         ),
         ("stream_int8.tflite", "stream_int8.tflite: a streaming model that keeps its buffers in resource variables"),
     ],

@@ -135,4 +135,4 @@ def test_models_json_gives_each_models_kind_precision_and_signatures_as_ai_edge_
     assert step["inputs"]["frame"] == {"shape": [1, 32, 32, 3], "dtype": "int8", "quantization": [1.0, -128]}
     assert step["outputs"]["logits"]["shape"] == [1, 5] and step["outputs"]["logits"]["quantization"][0] > 0
     clip = models["clip_float32.tflite"]["signatures"]["serving_default"]
-    assert clip["inputs"]["clip"]["shape"] == [1, 4, 32, 32, 3]
+    assert clip["inputs"]["clip"]["shape"] == [4, 32, 32, 3]

@@ -1,6 +1,7 @@
-"""Latency of an exported model on this machine: LiteRT (XNNPACK) per signature, or ONNX Runtime / OpenVINO.
+"""Latency of an exported model on this machine: LiteRT per signature (XNNPACK on the CPU, or
+LiteRT's GPU accelerator), or ONNX Runtime / OpenVINO.
 
-    python tflite/benchmark.py MODEL.tflite [--threads N] [--signature step] [--repeats 50]
+    python tflite/benchmark.py MODEL.tflite [--threads N] [--signature step] [--repeats 50] [--accelerator gpu]
     python tflite/benchmark.py MODEL.onnx|MODEL.xml|RUN_DIR --runtime onnxruntime|openvino
 
 Prints median and spread (ms) for each signature; the explicit-state streaming model is
@@ -31,6 +32,18 @@ def parse_args(argv=None):
     parser.add_argument("--signature", default=None, help="time only this signature (e.g. step)")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument(
+        "--accelerator",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="cpu: the LiteRT Interpreter with XNNPACK (default); gpu: LiteRT's GPU accelerator",
+    )
+    parser.add_argument(
+        "--accelerator",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="with LiteRT: cpu, the Interpreter with XNNPACK (default); gpu, LiteRT's GPU accelerator",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument(
         "--flags",
@@ -43,6 +56,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from tsm_keras.export.benchmark import benchmark, benchmark_model_flags, benchmark_runner
+    from tsm_keras.export.gpu import GpuError
     from tsm_keras.export.portable import MissingRuntimeError
     from tsm_keras.export.runtime import ModelKindError
     from tsm_keras.export.sessions import find_model, open_model
@@ -54,9 +68,16 @@ def main(argv=None):
                 raise ValueError("--flags are benchmark_model's, for a .tflite (--runtime litert)")
             print(" ".join(benchmark_model_flags(model)))
             return 0
+        if args.accelerator == "gpu" and args.runtime != LITERT:
+            raise ValueError("--accelerator gpu is LiteRT's GPU accelerator (--runtime litert)")
         if args.runtime == LITERT:
             result = benchmark(
-                model, threads=args.threads, signature=args.signature, warmup=args.warmup, repeats=args.repeats
+                model,
+                threads=args.threads,
+                signature=args.signature,
+                warmup=max(args.warmup, 1) if args.accelerator == "gpu" else args.warmup,
+                repeats=args.repeats,
+                accelerator=args.accelerator,
             )
         else:
             runner = open_model(model, args.runtime, args.threads)
@@ -65,14 +86,20 @@ def main(argv=None):
                 raise ValueError(f"{model}: a {runner.kind} model has one call to time, {timed!r}")
             summary = benchmark_runner(runner, warmup=args.warmup, repeats=args.repeats)
             result = {"kind": runner.kind, "threads": runner.threads, "signatures": {timed: summary}}
-    except (FileNotFoundError, ModelKindError, ValueError, MissingRuntimeError) as error:
+    except (FileNotFoundError, ModelKindError, ValueError, MissingRuntimeError, GpuError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     size = runner.size_bytes if args.runtime != LITERT else os.path.getsize(model)
-    print(f"{model}: {result['kind']} model, {args.runtime}, {result['threads']} thread(s), {size / 2**20:.2f} MB")
+    if args.accelerator == "gpu":
+        where = f"GPU accelerator on {result['device']}"
+        if result["software_device"]:
+            where += " (software Vulkan, not a GPU time)"
+    else:
+        where = f"{result['threads']} thread(s)"
+    print(f"{model}: {result['kind']} model, {args.runtime}, {where}, {size / 2**20:.2f} MB")
     print(f"{'signature':<18}{'median':>9}{'p10':>9}{'p90':>9}{'min':>9}{'max':>9}  ms, {args.repeats} runs")
     for name, s in result["signatures"].items():
         print(

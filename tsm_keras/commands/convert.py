@@ -1,7 +1,7 @@
 """Convert a trained run to TFLite: clip model, streaming models, labels.txt, report.json.
 
-    python tflite/convert.py [RUN_DIR] [--int8 | --float16] [--data PATH] [--force] [--threads N]
-                             [--formats tflite onnx openvino]
+    python tflite/convert.py [RUN_DIR] [--int8] [--float16] [--data PATH] [--force] [--threads N]
+                             [--gpu-check hardware|always|never] [--formats tflite onnx openvino]
 
 RUN_DIR defaults to the newest run under runs/. Files go to RUN_DIR/tflite/. --formats onnx
 openvino also writes the float32 clip and explicit-state streaming models as ONNX and
@@ -12,6 +12,8 @@ or on --data (a video folder, a list file or a TFRecord folder: what a ported ch
 needs). A causal run (tsm-online, tam-online) also gets its two streaming models; a
 bidirectional one gets its clip models and a line saying how to train a streamable run; a
 bLVNet-TAM run (its frame pairing reads the next frame) gets its clip models and a line saying why.
+Every model is also run on LiteRT's GPU accelerator where a hardware GPU device can be made
+(report.json "gpu"; --gpu-check always includes a software Vulkan device, never skips it).
 See docs/tflite.md.
 """
 
@@ -27,9 +29,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", nargs="?", help="run directory (default: newest under runs/)")
     parser.add_argument("--runs", default="runs", help="where to look for the newest run (default: runs)")
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--int8", action="store_true", help="also write full-integer int8 models")
-    group.add_argument("--float16", action="store_true", help="also write float16-weight models")
+    parser.add_argument("--int8", action="store_true", help="also write full-integer int8 models")
+    parser.add_argument("--float16", action="store_true", help="also write float16-weight models")
     parser.add_argument(
         "--data",
         help="calibrate int8 on the train split and validate on the val split of "
@@ -58,6 +59,13 @@ def parse_args(argv=None):
         default=[TFLITE],
         help="file formats to write (default: tflite; TFLite is always written): onnx and openvino add "
         "the float32 clip and explicit-state models for ONNX Runtime and OpenVINO",
+    )
+    parser.add_argument(
+        "--gpu-check",
+        choices=("hardware", "always", "never"),
+        default="hardware",
+        help="run the models on LiteRT's GPU accelerator: where a hardware GPU is found (default), also on "
+        "a software Vulkan device (always: compiling each model's shaders there takes minutes), or never",
     )
     return parser.parse_args(argv)
 
@@ -112,6 +120,7 @@ def main(argv=None):
             validation_limit=args.validation_clips,
             max_int8_drop=args.max_drop,
             formats=args.formats,
+            gpu_check=False if args.gpu_check == "never" else args.gpu_check,
         )
     except (RunError, MissingRuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -15,6 +15,8 @@ SIGUSR1 (kill -USR1 PID) for a headless camera. The top class of the logits aver
 the last --window model steps is printed and drawn on the frame. --stride N runs the model
 on every N-th frame: the shift compares a frame with the one the model saw before, so the
 spacing should match training (TSN sampling of T frames from F: about F / T).
+--accelerator gpu runs the model on LiteRT's GPU accelerator (a stream_state_*.tflite: the
+resource variables of stream_*.tflite are for the CPU).
 """
 
 import argparse
@@ -48,6 +50,13 @@ def parse_args(argv=None):
         help="run the model on every N-th frame (match the frame spacing of training; default 1)",
     )
     parser.add_argument("--threads", type=int, default=None, help="runtime threads")
+    parser.add_argument(
+        "--accelerator",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="with LiteRT: cpu, the Interpreter with XNNPACK (default); gpu, LiteRT's GPU accelerator "
+        "(a stream_state_*.tflite, the run directory's by default)",
+    )
     parser.add_argument("--show", action="store_true", help="show a window (needs an OpenCV build with GUI)")
     parser.add_argument("--quiet", action="store_true", help="print only when the top class changes")
     return parser.parse_args(argv)
@@ -58,14 +67,17 @@ def main(argv=None):
     import cv2
 
     from tsm_keras.data.labels import read_labels
+    from tsm_keras.export.gpu import GpuError
+    from tsm_keras.export.kinds import STREAM_STATE
     from tsm_keras.export.portable import MissingRuntimeError
     from tsm_keras.export.runtime import ModelKindError
     from tsm_keras.export.sessions import find_model, stream_runner
     from tsm_keras.streaming.app import StreamingClassifier, frames_of, model_view, open_capture, run_video
 
     try:
-        model = find_model(args.model, args.runtime)
-        runner = stream_runner(model, args.runtime, threads=args.threads)
+        kind = STREAM_STATE if args.accelerator == "gpu" else None  # the GPU's streaming kind
+        model = find_model(args.model, args.runtime, kind=kind)
+        runner = stream_runner(model, args.runtime, threads=args.threads, accelerator=args.accelerator)
         labels = Path(args.labels) if args.labels else Path(model).resolve().parent / "labels.txt"
         if not labels.is_file():
             raise ValueError(f"{labels}: no class names (pass --labels)")
@@ -74,7 +86,7 @@ def main(argv=None):
         print(f"# view: short side to {view.resize_short_side} px, centre {view.center_crop} px ({source})")
         sources = args.video if args.video else [args.camera]
         captures = [open_capture(source) for source in sources]
-    except (ModelKindError, FileNotFoundError, ValueError, MissingRuntimeError) as error:
+    except (ModelKindError, FileNotFoundError, ValueError, MissingRuntimeError, GpuError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"# {model} on {args.runtime}")

@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from tsm_keras.export.kinds import CLIP, STEP, STREAM, STREAM_STATE
-from tsm_keras.export.runtime import interpreter, kind_of, read_bytes
+from tsm_keras.export.runtime import ACCELERATORS, CPU, GPU, interpreter, kind_of, read_bytes
 from tsm_keras.streaming import FRAME
 
 
@@ -46,19 +46,30 @@ def default_threads():
     return max(1, min(4, cores))
 
 
-def benchmark(model, threads=None, signature=None, warmup=5, repeats=30, seed=0):
+def benchmark(model, threads=None, signature=None, warmup=5, repeats=30, seed=0, accelerator=CPU):
     """Latency of each signature of a .tflite (path or bytes).
 
     Args:
-        threads: interpreter threads (default `default_threads()`).
+        threads: interpreter threads (default `default_threads()`; CPU only).
         signature: time only this signature (default: every signature of the model).
-        warmup, repeats: untimed and timed calls.
+        warmup, repeats: untimed and timed calls (on the GPU the first call compiles its shaders).
+        accelerator: 'cpu' (the Interpreter, XNNPACK) or 'gpu' (LiteRT's GPU accelerator:
+            `tsm_keras.export.gpu`; the model must run on it entirely).
 
-    Returns `{"kind", "threads", "signatures": {name: summarize(...)}}`.
+    Returns `{"kind", "accelerator", "threads", "signatures": {name: summarize(...)}}`, and
+    on the GPU `"device"` (as LiteRT names it) and `"software_device"` (llvmpipe: CPU time,
+    not a GPU's).
     """
+    if accelerator not in ACCELERATORS:
+        raise ValueError(f"`accelerator` must be one of {ACCELERATORS}. Received: accelerator={accelerator!r}")
     content = read_bytes(model)
     threads = threads or default_threads()
     litert = interpreter(content, threads)
+    compiled = None
+    if accelerator == GPU:
+        from tsm_keras.export import gpu
+
+        compiled = gpu.compile_model(content, name=model if isinstance(model, str) else "model")
     signatures = litert.get_signature_list()
     kind = kind_of(signatures, model if isinstance(model, str) else "model")
     names = [signature] if signature else sorted(signatures)
@@ -71,6 +82,8 @@ def benchmark(model, threads=None, signature=None, warmup=5, repeats=30, seed=0)
     results = {}
     for name in names:
         runner = litert.get_signature_runner(name)
+        if compiled is not None:
+            runner = gpu.SignatureRunner(compiled, name, runner)
         inputs = {k: _random_input(d, rng) for k, d in runner.get_input_details().items()}
         if kind == STREAM_STATE:
             # Zero buffers to start with (real zero: the zero point when quantized).
@@ -88,7 +101,10 @@ def benchmark(model, threads=None, signature=None, warmup=5, repeats=30, seed=0)
             if index >= warmup:
                 times.append(elapsed)
         results[name] = summarize(times)
-    return {"kind": kind, "threads": threads, "signatures": results}
+    result = {"kind": kind, "accelerator": accelerator, "threads": threads, "signatures": results}
+    if compiled is not None:
+        result.update(device=gpu.adapter(), software_device=gpu.is_software(gpu.adapter()))
+    return result
 
 
 def benchmark_runner(runner, warmup=5, repeats=30, seed=0):

@@ -42,9 +42,9 @@ def _pinned(clips, pin=True):
 
 
 def clip_samples(clips, pin=True):
-    """Samples for the clip model: one per clip."""
+    """Samples for the clip model: one per clip, `(T, H, W, 3)` (its input: frames as the batch)."""
     for clip in _pinned(clips, pin):
-        yield SERVING, {CLIP_INPUT: clip[None]}
+        yield SERVING, {CLIP_INPUT: clip}
 
 
 def stream_state_samples(stream, clips, pin=True):

@@ -21,6 +21,17 @@ RUNTIME_OF = {file_format: runtime for runtime, file_format in RUNTIMES.items()}
 # ONNX (and so OpenVINO) cannot give a graph output the name of a graph input: there the
 # explicit-state model returns buffer `state_NN_<layer>` as `state_NN_<layer>_next`.
 NEXT = "_next"
+# What each kind runs on (report.json "files"): LiteRT's GPU accelerator (and NNAPI) do not
+# run resource variables, so the `stream` kind is the CPU's; `stream_state` is the GPU's.
+RUNS_ON = {
+    CLIP: ["cpu", "gpu"],
+    STREAM: ["cpu"],
+    STREAM_STATE: ["cpu", "gpu"],
+}
+STREAM_CPU_NOTE = (
+    "for the CPU: resource variables, which LiteRT's GPU accelerator and NNAPI refuse; "
+    "stream_state_* is the same model for the GPU"
+)
 
 MAX_INT8_DROP = 1.0  # top-1 points: the int8 gate of convert (docs/tflite.md)
 

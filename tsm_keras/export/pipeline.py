@@ -34,6 +34,7 @@ from tsm_keras.data.labels import write_labels
 from tsm_keras.data.view import View
 from tsm_keras.export import calibration, portable
 from tsm_keras.export.benchmark import benchmark, benchmark_runner
+from tsm_keras.export.gpu import check_models
 from tsm_keras.export.kinds import (
     CLIP,
     EXTENSIONS,
@@ -44,10 +45,12 @@ from tsm_keras.export.kinds import (
     ONNX,
     OPENVINO,
     PRECISIONS,
+    RUNS_ON,
     RUNTIME_OF,
     SERVING,
     STEP,
     STREAM,
+    STREAM_CPU_NOTE,
     STREAM_STATE,
     TFLITE,
     file_name,
@@ -160,7 +163,10 @@ class _Output:
         name = file_name(kind, precision)
         atomic_write(self.staging / name, content)
         self.written[(kind, precision)] = content
-        self.report["files"][name] = {"kind": kind, "precision": precision, **describe(content)}
+        self.report["files"][name] = {"kind": kind, "precision": precision, "runs_on": RUNS_ON[kind]}
+        if kind == STREAM:
+            self.report["files"][name]["note"] = STREAM_CPU_NOTE
+        self.report["files"][name].update(describe(content))
         self.log(f"checked {name} ({len(content) / 2**20:.2f} MB)")
 
     def write_portable(self, file_format, kind, parts):
@@ -211,6 +217,7 @@ def convert_run(
     latency_repeats=30,
     max_int8_drop=MAX_INT8_DROP,
     formats=(TFLITE,),
+    gpu_check=False,
     log=print,
 ):
     """Convert, verify and report a run. Returns the report (also written to report.json).
@@ -234,6 +241,11 @@ def convert_run(
         max_int8_drop: largest allowed int8 top-1 drop below float, in points.
         formats: 'tflite' (always written) and any of 'onnx', 'openvino': their float32 clip
             and explicit-state models, each checked in its runtime (ONNX Runtime, OpenVINO).
+        gpu_check: run every written model on LiteRT's GPU accelerator (`report["gpu"]`,
+            `tsm_keras.export.gpu.check_models`): False (not checked), "hardware" (where a
+            hardware GPU device can be made: what tflite/convert.py does by default) or
+            "always" (a software Vulkan device too, on which each model's first run compiles
+            its shaders for minutes).
 
     Raises:
         VerificationError: a model fails a check.
@@ -333,6 +345,13 @@ def convert_run(
                 "int8 models refused: " + "; ".join(int8.problems) + f" (max allowed drop {max_int8_drop} "
                 f"points; pass `force=True` to write them anyway). {kept}"
             )
+        if gpu_check not in (False, "hardware", "always"):
+            raise ValueError(f"`gpu_check` must be False, 'hardware' or 'always'. Received: gpu_check={gpu_check!r}")
+        if gpu_check:
+            validated = None if val_clips is None else (val_clips, val_labels)
+            report["gpu"] = check_models(output.written, check, validated, log, software=gpu_check == "always")
+        else:
+            report["gpu"] = {"checked": False, "not_checked": "not asked for (gpu_check=False)"}
         report["latency"] = _latency(output.written, threads, latency_repeats, num_segments)
         report["latency"].update(_portable_latency(output.portable, threads, latency_repeats, num_segments))
         report["seconds"] = round(time.time() - started, 1)

@@ -11,6 +11,10 @@ with one interface per kind:
 Quantized inputs are quantized from raw pixel values with the model's own input scale and
 zero point, and quantized outputs dequantized, so callers always see raw frames and float
 logits.
+
+`accelerator="cpu"` (the default) runs the model in the LiteRT Interpreter (XNNPACK);
+`accelerator="gpu"` compiles it for LiteRT's GPU accelerator, entirely
+(`tsm_keras.export.gpu`), and runs it there with the same interface.
 """
 
 import os
@@ -19,8 +23,11 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 from ai_edge_litert.tools import flatbuffer_utils
 
-from tsm_keras.export.kinds import CLIP, CLIP_INPUT, RESET, STEP, STREAM, STREAM_STATE
+from tsm_keras.export.kinds import CLIP, CLIP_INPUT, RESET, STEP, STREAM, STREAM_CPU_NOTE, STREAM_STATE
 from tsm_keras.streaming import FRAME, LOGITS
+
+CPU, GPU = "cpu", "gpu"
+ACCELERATORS = (CPU, GPU)
 
 
 class ModelKindError(ValueError):
@@ -124,12 +131,40 @@ def quantization(detail):
 
 
 class _Runner:
-    def __init__(self, model, threads=None, name=None):
+    """Args: model (a .tflite path or bytes), threads (CPU only), name (for messages),
+    accelerator ('cpu' or 'gpu'), enforce_f32 (GPU only: float32 arithmetic instead of the
+    GPU's default float16)."""
+
+    def __init__(self, model, threads=None, name=None, accelerator=CPU, enforce_f32=False):
+        if accelerator not in ACCELERATORS:
+            raise ValueError(f"`accelerator` must be one of {ACCELERATORS}. Received: accelerator={accelerator!r}")
         self.name = name or (model if isinstance(model, str) else "model")
         self.content = read_bytes(model)
+        # The interpreter reads the signatures and the quantization of inputs and outputs
+        # (which the GPU's CompiledModel does not report), and runs the model on the CPU.
         self.interpreter = interpreter(self.content, threads)
         self.signatures = self.interpreter.get_signature_list()
         self.kind = kind_of(self.signatures, self.name)
+        self.accelerator = accelerator
+        self.compiled = None
+        if accelerator == GPU:
+            from tsm_keras.export import gpu  # loads LiteRT's GPU accelerator only when asked for
+
+            try:
+                self.compiled = gpu.compile_model(self.content, enforce_f32=enforce_f32, name=self.name)
+            except gpu.GpuError as error:
+                if self.kind != STREAM:
+                    raise
+                raise gpu.GpuError(f"{error} (a stream_* model is {STREAM_CPU_NOTE})", error.reason) from None
+
+    def signature_runner(self, key):
+        """`runner(**inputs) -> {output name: array}` for a signature, on this runner's accelerator."""
+        runner = self.interpreter.get_signature_runner(key)
+        if self.compiled is None:
+            return runner
+        from tsm_keras.export import gpu
+
+        return gpu.SignatureRunner(self.compiled, key, runner)
 
     @property
     def size_bytes(self):
@@ -139,26 +174,28 @@ class _Runner:
 class ClipRunner(_Runner):
     """A clip model: `runner(clip)` -> float logits (K,)."""
 
-    def __init__(self, model, threads=None, name=None):
-        super().__init__(model, threads, name)
+    def __init__(self, model, threads=None, name=None, accelerator=CPU, enforce_f32=False):
+        super().__init__(model, threads, name, accelerator, enforce_f32)
         if self.kind != CLIP:
             raise ModelKindError(f"{self.name}: a {self.kind} model, not a clip model")
         self.signature = next(iter(self.signatures))
-        self.runner = self.interpreter.get_signature_runner(self.signature)
+        self.runner = self.signature_runner(self.signature)
         self.input = self.runner.get_input_details()[CLIP_INPUT]
         self.output = self.runner.get_output_details()[LOGITS]
-        self.num_segments, self.input_size = int(self.input["shape"][1]), int(self.input["shape"][2])
+        # [T, H, W, 3]; files written before the input became 4-D take [1, T, H, W, 3].
+        self.num_segments, self.input_size = int(self.input["shape"][-4]), int(self.input["shape"][-3])
 
     def __call__(self, clip):
-        out = self.runner(**{CLIP_INPUT: _quantize(np.asarray(clip)[None], self.input)})
+        clip = np.asarray(clip).reshape(self.input["shape"])
+        out = self.runner(**{CLIP_INPUT: _quantize(clip, self.input)})
         return _dequantize(out[LOGITS], self.output)[0]
 
 
 class StreamRunner(_Runner):
     """A streaming model (either kind): `reset()`, then `step(frame)` -> float logits (K,)."""
 
-    def __init__(self, model, threads=None, name=None):
-        super().__init__(model, threads, name)
+    def __init__(self, model, threads=None, name=None, accelerator=CPU, enforce_f32=False):
+        super().__init__(model, threads, name, accelerator, enforce_f32)
         if self.kind == CLIP:
             shape = list(
                 self.interpreter.get_signature_runner(next(iter(self.signatures))).get_input_details()[CLIP_INPUT][
@@ -169,13 +206,13 @@ class StreamRunner(_Runner):
                 f"{self.name}: a clip model (input 'clip' {shape}), not a streaming model; "
                 "pass a stream_*.tflite or stream_state_*.tflite written by tflite/convert.py"
             )
-        self.runner = self.interpreter.get_signature_runner(STEP)
+        self.runner = self.signature_runner(STEP)
         inputs = self.runner.get_input_details()
         self.input = inputs[FRAME]
         self.output = self.runner.get_output_details()[LOGITS]
         self.input_size = int(self.input["shape"][1])
         self.state_details = {k: v for k, v in inputs.items() if k != FRAME}
-        self._reset = self.interpreter.get_signature_runner(RESET) if self.kind == STREAM else None
+        self._reset = self.signature_runner(RESET) if self.kind == STREAM else None
         self.states = None
         self.reset()
 
@@ -199,10 +236,10 @@ class StreamRunner(_Runner):
         return np.stack([self.step(frame) for frame in frames])
 
 
-def open_model(model, threads=None):
+def open_model(model, threads=None, accelerator=CPU, enforce_f32=False):
     """A `ClipRunner` or `StreamRunner` for a .tflite path or bytes, by the model's kind."""
     content = read_bytes(model)
     name = model if isinstance(model, str) else "model"
     kind = kind_of(interpreter(content).get_signature_list(), name)
     runner = ClipRunner if kind == CLIP else StreamRunner
-    return runner(content, threads, name)
+    return runner(content, threads, name, accelerator, enforce_f32)

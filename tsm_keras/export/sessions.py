@@ -210,12 +210,15 @@ def open_model(path, runtime=LITERT, threads=None, name=None):
     return runner(path, runtime, threads, name, session)
 
 
-def stream_runner(path, runtime=LITERT, threads=None):
-    """A streaming runner for a model file in `runtime` (ModelKindError for a clip model)."""
+def stream_runner(path, runtime=LITERT, threads=None, accelerator="cpu"):
+    """A streaming runner for a model file in `runtime` (ModelKindError for a clip model);
+    `accelerator="gpu"`: LiteRT's GPU accelerator."""
     if runtime == LITERT:
         from tsm_keras.export.runtime import StreamRunner
 
-        return StreamRunner(str(path), threads=threads)
+        return StreamRunner(str(path), threads=threads, accelerator=accelerator)
+    if accelerator != "cpu":
+        raise ValueError(f"`accelerator={accelerator!r}` is LiteRT's GPU accelerator, not {runtime}'s")
     return SessionStreamRunner(path, runtime, threads)
 
 

@@ -2,7 +2,8 @@
 
 Three kinds of model, all taking raw RGB frames (normalisation is inside):
 
-- `clip`: signature `serving_default`, input `clip` [1, T, H, W, 3] -> `logits` [1, K].
+- `clip`: signature `serving_default`, input `clip` [T, H, W, 3] (one clip, its frames as the
+  batch: every tensor has rank <= 4, as the GPU accelerator needs) -> `logits` [1, K].
 - `stream`: resource variables hold the buffers. Signature `step`: `frame` [1, H, W, 3] ->
   `logits` [1, K] of this frame (the buffers advance by one frame); signature `reset`: zeros
   every buffer (its output `done` is a constant 1). Runs on the CPU kernels and XNNPACK.
@@ -61,8 +62,17 @@ class _ClipExport(tf.Module):
     def __init__(self, model):
         super().__init__()
         call = frozen_call(model)
-        spec = tf.TensorSpec((1,) + tuple(model.input_shape[1:]), tf.float32, name=CLIP_INPUT)
-        self.serve = tf.function(lambda clip: {LOGITS: call(clip)}, input_signature=[spec])
+        frames = tuple(model.input_shape[1:])  # (T, H, W, 3)
+        spec = tf.TensorSpec(frames, tf.float32, name=CLIP_INPUT)
+
+        def serve(clip):
+            # One clip, its frames as the batch: the graph's input is 4-D, and the model's
+            # (1, T, H, W, 3) view meets FoldTime's reshape back to (T, H, W, 3), which the
+            # converter folds away. No tensor of rank 5 is left: the GPU accelerator
+            # refuses them (`RESHAPE: Tensor dimensions must be less than 5`).
+            return {LOGITS: call(tf.reshape(clip, (1,) + frames))}
+
+        self.serve = tf.function(serve, input_signature=[spec])
 
     def signatures(self):
         return {SERVING: self.serve.get_concrete_function()}
