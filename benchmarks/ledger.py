@@ -44,6 +44,7 @@ TOPICS = {
     "demo": "The built-in demo's top-1",
     "int8": "int8 against float",
     "latency": "LiteRT latency",
+    "gpu": "LiteRT's GPU accelerator",
     "training-speed": "Training speed",
     "shift-cost": "What the temporal module costs",
     "blvnet": "bLVNet-TAM: cost and accuracy",
