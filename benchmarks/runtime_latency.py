@@ -59,12 +59,12 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def litert_step(path, threads):
+def litert_step(path, threads, accelerator="cpu"):
     """`(step, logits, runner)`: `step()` is one call of a stream_state .tflite's `step`
     signature, fed its previous buffers; `logits(frames)` runs frames from zero buffers."""
     from tsm_keras.export.runtime import StreamRunner
 
-    runner = StreamRunner(str(path), threads=threads)
+    runner = StreamRunner(str(path), threads=threads, accelerator=accelerator)
     signature = runner.runner
     rng = np.random.default_rng(0)
     dtype = runner.input["dtype"]
@@ -115,7 +115,22 @@ RUNTIMES = {
     ("litert", "cpu"): (("float32", "float16", "int8"), "CPU (XNNPACK)", "tflite", litert_step),
     ("onnxruntime", "cpu"): (("float32",), "CPU", "onnx", lambda p, t: session_step(p, "onnxruntime", t)),
     ("openvino", "cpu"): (("float32",), "CPU, f32", "openvino", lambda p, t: session_step(p, "openvino", t)),
+    # LiteRT's GPU accelerator, where a device can be made; its device is named in `main`
+    ("litert", "gpu"): (("float32", "int8"), "GPU accelerator", "tflite", lambda p, t: litert_step(p, t, "gpu")),
 }
+
+
+def name_gpu_device():
+    """Drops the GPU row where no device can be made; names a software device as such."""
+    from tsm_keras.export import gpu
+
+    adapter, reason = gpu.device()
+    precisions, _, file_format, step = RUNTIMES.pop(("litert", "gpu"))
+    if adapter is None:
+        print(f"# LiteRT GPU accelerator: left out ({reason})", flush=True)
+        return
+    label = "software Vulkan (the CPU): not a GPU time" if gpu.is_software(adapter) else f"GPU ({adapter})"
+    RUNTIMES[("litert", "gpu")] = (precisions, label, file_format, step)
 
 
 def run_files(run_dir, folder):
@@ -128,7 +143,7 @@ def run_files(run_dir, folder):
 
     run = load_run(run_dir, float32=True)
     if run.model_config.get("temporal") not in ("tsm-online", "tam-online"):
-        sys.exit(f"error: {run.path / 'model.keras'}: a streaming run is needed (--temporal tsm-online)")
+        sys.exit(f"error: {run.path}: a streaming run is needed (--temporal tsm-online)")
     exported = Path(run.path) / "tflite"
     stream, files = None, {}
     for (runtime, accelerator), (precisions, _, file_format, _) in RUNTIMES.items():
@@ -237,6 +252,7 @@ def main(argv=None):
     from tsm_keras_start import prepare_process
 
     prepare_process()
+    name_gpu_device()
     started = time.time()
     print(
         f"# threads {args.threads}; {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
@@ -259,7 +275,7 @@ def main(argv=None):
             model_rows = time_model(name, files, args)
             rows.extend(model_rows)
             for row in model_rows:
-                summary[f"{name}, {row[1]} {row[2]}"] = f"{row[5]:.2f} ms"
+                summary[f"{name}, {row[1]} {row[2]}, {row[3]}"] = f"{row[5]:.2f} ms"
     print()
     print("| " + " | ".join(columns) + " |")
     print("|" + "|".join(["---"] * 4 + ["---:"] * (len(columns) - 4)) + "|")
@@ -270,7 +286,8 @@ def main(argv=None):
     write_entry(
         "latency-runtimes",
         "latency",
-        "Per-frame latency of the explicit-state streaming model in LiteRT, ONNX Runtime and OpenVINO",
+        "Per-frame latency of the explicit-state streaming model in LiteRT (CPU, GPU accelerator), ONNX Runtime and "
+        "OpenVINO",
         command(),
         columns,
         rows,

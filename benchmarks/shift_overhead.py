@@ -16,7 +16,7 @@ differentiated by TensorFlow, and a plain copy.
 
 `--train`: what a user feels, the training step of TSM (and TAM, and a copy) against its TSN twin,
 for each of `--configs` (ResNet-50 at 112 and 224 px, MobileNetV2 at the demo's 64 px and at 224
-px by default; `blresnet50-112` adds bLVNet-TAM against bLVNet without TAM): torchvision's layouts,
+px by default; `blresnet50-128` adds bLVNet-TAM against bLVNet without TAM): torchvision's layouts,
 `--batch-size` clips of 8 frames, SGD with momentum and gradient clipping, in fit.py's mode (graph,
 fused BatchNormalization, oneDNN's kernels). The same models in PyTorch (tests/port/torch_reference.py)
 give PyTorch's TSM/TSN in the same run. Each framework and model runs in its own process, the
@@ -141,7 +141,7 @@ TRAIN_CONFIGS = {
     "resnet50-224": ("resnet50_tv", "resnet50", 224, 8, ("tsm", "copy", "tam")),
     "mobilenet_v2-64": ("mobilenet_v2_tv", "mobilenet_v2", 64, 8, ("tsm", "copy")),
     "mobilenet_v2-224": ("mobilenet_v2_tv", "mobilenet_v2", 224, 8, ("tsm", "copy")),
-    "blresnet50-112": ("blresnet50", None, 112, 16, ("tam", "tsm")),
+    "blresnet50-128": ("blresnet50", None, 128, 16, ("tam", "tsm")),
 }
 DEFAULT_TRAIN = ("resnet50-112", "resnet50-224", "mobilenet_v2-64", "mobilenet_v2-224")
 
