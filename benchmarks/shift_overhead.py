@@ -28,7 +28,8 @@ one read and one write of every shifted tensor, the least that any shift that ma
 output can cost. Its ratio to TSN is the floor of the TSM ratio on this machine.
 
 Each mode ends by writing its ledger entry (benchmarks/ledger.py): results/shift-cost-latency.json,
-shift-cost-layer.json or shift-cost-training.json.
+shift-cost-layer.json, or with --train one per configuration, written as soon as it is measured:
+shift-cost-training-<config>.json (resnet50-112, mobilenet-v2-64, ...).
 """
 
 import argparse
@@ -197,15 +198,23 @@ def _in_process(config):
 
 
 def training_step(args):
-    """TSM's (and TAM's, and a copy's) training step against TSN's, in Keras and in PyTorch."""
-    columns = ["model", "framework", "TSN ms/step", "twin", "twin ms/step", "twin / TSN (wall)", "quartiles"]
+    """TSM's (and TAM's, and a copy's) training step against TSN's, in Keras and in PyTorch:
+    one table and one ledger entry per configuration, written as soon as it is measured."""
+    columns = ["framework", "TSN ms/step", "twin", "twin ms/step", "twin / TSN (wall)", "quartiles"]
     columns += ["twin / TSN (CPU)", "CPU quartiles"]
-    rows, summary = [], {}
+    caption = (
+        f"{args.batch_size} clips per step (bLVNet: 16 frames, the others 8), SGD with momentum and clipping; "
+        "tsm-keras in fit.py's mode (graph, fused BatchNormalization, oneDNN), TensorFlow "
+        f"{tf.__version__}; PyTorch eager float32. Each framework in its own process; {args.repeats} "
+        f"alternating rounds of {args.steps} steps; a ratio is taken within each round: median and quartiles "
+        "over rounds. copy: a plain copy where each shift goes (the floor of any shift that writes a new tensor)"
+    )
     for name in args.configs:
         backbone, torch_backbone, size, frames, twins = TRAIN_CONFIGS[name]
         runs = [("tsm-keras", backbone, twins)]
         if torch_backbone and not args.no_torch:
             runs.append(("PyTorch", torch_backbone, ("tsm",)))
+        rows, summary = [], {}
         for framework, model, model_twins in runs:
             config = dict(
                 framework="keras" if framework == "tsm-keras" else "torch",
@@ -221,41 +230,26 @@ def training_step(args):
             tsn = median_ms(result["wall"]["none"])
             for twin in model_twins:
                 wall, cpu = _ratio(result, "wall", twin), _ratio(result, "cpu", twin)
-                row = [name, framework, round(tsn), twin.upper(), round(median_ms(result["wall"][twin]))]
-                row += [
-                    round(wall[0], 3),
-                    f"{wall[1]:.3f}-{wall[2]:.3f}",
-                    round(cpu[0], 3),
-                    f"{cpu[1]:.3f}-{cpu[2]:.3f}",
-                ]
+                row = [framework, round(tsn), twin.upper(), round(median_ms(result["wall"][twin]))]
+                row += [round(wall[0], 3), f"{wall[1]:.3f}-{wall[2]:.3f}"]
+                row += [round(cpu[0], 3), f"{cpu[1]:.3f}-{cpu[2]:.3f}"]
                 rows.append(row)
-                print(" ".join(map(str, row)), file=sys.stderr, flush=True)
                 if twin != "copy":
-                    summary[f"{name}, {framework}: {twin.upper()} / TSN"] = (
-                        f"{wall[0]:.3f}x ({wall[1]:.3f}-{wall[2]:.3f})"
-                    )
-    load = os.getloadavg()[0]
-    caption = (
-        f"Training step against the TSN twin, {args.batch_size} clips per step (bLVNet: 16 frames, the others 8), "
-        "SGD with momentum and clipping; tsm-keras in fit.py's mode (graph, fused BatchNormalization, oneDNN), "
-        f"TensorFlow {tf.__version__}; PyTorch eager float32. Each framework and model in its own process; "
-        f"{args.repeats} alternating rounds of {args.steps} steps; a ratio is taken within each round: "
-        "median and quartiles over rounds. copy: a plain copy where each shift goes (the floor of any shift that "
-        "writes a new tensor)"
-    )
-    print(f"\n{caption}\n")
-    print_table(columns, rows)
-    write_entry(
-        "shift-cost-training",
-        "shift-cost",
-        "The training step of TSM, TAM and bLVNet-TAM against TSN, in tsm-keras and in PyTorch",
-        command(),
-        columns,
-        rows,
-        summary=summary,
-        notes=caption + ".",
-        conditions=f"load average {load:.1f} at the end",
-    )
+                    summary[f"{framework}: {twin.upper()} / TSN"] = f"{wall[0]:.3f}x ({wall[1]:.3f}-{wall[2]:.3f})"
+        print(f"\n{name}: {caption}\n")
+        print_table(columns, rows)
+        load = os.getloadavg()[0]
+        write_entry(
+            f"shift-cost-training-{name.replace('_', '-')}",
+            "shift-cost",
+            f"The training step against TSN, {backbone} at {size} px, in tsm-keras and in PyTorch",
+            command(),
+            columns,
+            rows,
+            summary=summary,
+            notes=caption + ".",
+            conditions=f"load average {load:.1f}",
+        )
 
 
 def main(argv=None):
