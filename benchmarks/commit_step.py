@@ -61,7 +61,7 @@ def main():
         command(),
         ["commit", "median ms/step", "ms/step of each epoch"],
         [[commits[rev][:12], statistics.median(times[rev]), " ".join(map(str, times[rev]))] for rev in roots],
-        summary={"after / before": f"{after / before:.3f}x", "different history.csv": len(histories)},
+        summary={"after / before": f"{after / before:.3f}x", "different history.csv": str(len(histories))},
         notes=(
             f"{args.rounds} alternating fit.py processes per commit of {args.epochs} epochs, fit.py options "
             f"{' '.join(extra) or '(none: the built-in demo)'}; ms/step is Keras' figure for each epoch's "
