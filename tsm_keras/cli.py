@@ -51,3 +51,22 @@ def as_flags(message, names, renamed=None):
         return f"{option} {value.strip(_QUOTES)}"
 
     return _PARAMETER.sub(written, str(message))
+
+
+def add_runtime_arguments(parser, gpu_model="a clip_*.tflite or stream_state_*.tflite"):
+    """`--runtime litert|onnxruntime|openvino` and `--accelerator cpu|gpu`, as the commands that
+    run exported models (stream, benchmark) take them."""
+    from tsm_keras.export.kinds import LITERT, RUNTIMES
+
+    parser.add_argument(
+        "--runtime",
+        choices=sorted(RUNTIMES),
+        default=LITERT,
+        help="litert (.tflite, default), onnxruntime (.onnx) or openvino (.xml)",
+    )
+    parser.add_argument(
+        "--accelerator",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help=f"with LiteRT: cpu, the Interpreter with XNNPACK (default); gpu, LiteRT's GPU accelerator ({gpu_model})",
+    )

@@ -16,34 +16,18 @@ import json
 import os
 import sys
 
-from tsm_keras.export.kinds import CLIP, LITERT, RUNTIMES, SERVING, STEP
+from tsm_keras.cli import add_runtime_arguments
+from tsm_keras.export.kinds import CLIP, LITERT, SERVING, STEP
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="model file (.tflite, .onnx, .xml) or a run directory")
-    parser.add_argument(
-        "--runtime",
-        choices=sorted(RUNTIMES),
-        default=LITERT,
-        help="litert (.tflite, default), onnxruntime (.onnx) or openvino (.xml)",
-    )
+    add_runtime_arguments(parser)
     parser.add_argument("--threads", type=int, default=None, help="interpreter threads (default: cores, at most 4)")
     parser.add_argument("--signature", default=None, help="time only this signature (e.g. step)")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument(
-        "--accelerator",
-        choices=("cpu", "gpu"),
-        default="cpu",
-        help="cpu: the LiteRT Interpreter with XNNPACK (default); gpu: LiteRT's GPU accelerator",
-    )
-    parser.add_argument(
-        "--accelerator",
-        choices=("cpu", "gpu"),
-        default="cpu",
-        help="with LiteRT: cpu, the Interpreter with XNNPACK (default); gpu, LiteRT's GPU accelerator",
-    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument(
         "--flags",

@@ -24,18 +24,13 @@ import signal
 import sys
 from pathlib import Path
 
-from tsm_keras.export.kinds import LITERT, RUNTIMES
+from tsm_keras.cli import add_runtime_arguments
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="streaming model (.tflite, .onnx, .xml) or a run directory")
-    parser.add_argument(
-        "--runtime",
-        choices=sorted(RUNTIMES),
-        default=LITERT,
-        help="litert (.tflite, default), onnxruntime (.onnx) or openvino (.xml)",
-    )
+    add_runtime_arguments(parser, "a stream_state_*.tflite, the run directory's by default")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--video", action="append", help="video file (repeat for several)")
     source.add_argument("--camera", type=int, help="camera index for cv2.VideoCapture")
@@ -50,13 +45,6 @@ def parse_args(argv=None):
         help="run the model on every N-th frame (match the frame spacing of training; default 1)",
     )
     parser.add_argument("--threads", type=int, default=None, help="runtime threads")
-    parser.add_argument(
-        "--accelerator",
-        choices=("cpu", "gpu"),
-        default="cpu",
-        help="with LiteRT: cpu, the Interpreter with XNNPACK (default); gpu, LiteRT's GPU accelerator "
-        "(a stream_state_*.tflite, the run directory's by default)",
-    )
     parser.add_argument("--show", action="store_true", help="show a window (needs an OpenCV build with GUI)")
     parser.add_argument("--quiet", action="store_true", help="print only when the top class changes")
     return parser.parse_args(argv)
