@@ -146,7 +146,7 @@ def test_convert_run_writes_verified_files_and_stays_a_transaction(tmp_path, onl
             assert saved["accuracy"][f"{kind}_float32_{file_format}_agreement_with_tflite"] == 100.0
         # The run directory (or its export folder) gives the runtime's streaming file.
         assert find_model(run, RUNTIME[file_format]) == str(out / names[1])
-        with pytest.raises(ModelFileError, match="--runtime"):
+        with pytest.raises(ModelFileError, match="a .tflite file, but runtime '"):
             find_model(out / "stream_float32.tflite", RUNTIME[file_format])
 
     # A conversion whose file is another network's fails its check and changes nothing (the
